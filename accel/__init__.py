@@ -1,0 +1,1 @@
+"""Accelerated counterparts, one sub-package per backend."""

@@ -1,0 +1,36 @@
+"""Host-side plumbing shared by the accelerated backends.
+
+Kernels see contiguous 2-D (rows, n) arrays in a compute dtype: float64 for float64 inputs,
+float32 otherwise (float16 and bfloat16 inputs are widened exactly, accumulated in float32,
+and the result is rounded once back to the input dtype).
+"""
+import numpy as np
+
+from llmref.validate import is_float_dtype
+
+
+def compute_dtype(dtype) -> np.dtype:
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def rows_along(x: np.ndarray, axis: int):
+    """(rows, n) contiguous view of x with `axis` last, and a function undoing it."""
+    moved = np.moveaxis(x, axis, -1)  # (..., n)
+    shape = moved.shape
+    rows = np.ascontiguousarray(moved.reshape(-1, shape[-1]).astype(compute_dtype(x.dtype)))
+
+    def restore(y2d, dtype=x.dtype):
+        return np.moveaxis(y2d.reshape(shape), -1, axis).astype(dtype)
+
+    return rows, restore
+
+
+def widen(x: np.ndarray) -> np.ndarray:
+    """Contiguous copy in the compute dtype of x."""
+    return np.ascontiguousarray(x, dtype=compute_dtype(x.dtype))
+
+
+def raw_bits(x: np.ndarray) -> np.ndarray:
+    """Half-precision arrays as their uint16 bit patterns (CuPy has no bfloat16 dtype)."""
+    assert is_float_dtype(x.dtype) and x.dtype.itemsize == 2
+    return np.ascontiguousarray(x).view(np.uint16)

@@ -1,0 +1,1 @@
+"""numba.njit CPU kernels."""

@@ -1,0 +1,1 @@
+"""Packaged golden vectors (golden/<component>/<case>.safetensors, MANIFEST.json)."""

@@ -1,0 +1,5 @@
+import sys
+
+from llmref.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""Accelerated backends: which are available here (and why not), and their implementations.
+
+A spec's `accel:` section maps a backend name to 'module:function'; nothing else registers
+anything, so adding a kernel means adding one line to its spec.
+"""
+import os
+from functools import lru_cache
+
+from llmref.spec import Spec, resolve
+
+BACKENDS = ("numba-cpu", "numba-cuda", "cupy")
+
+
+@lru_cache(maxsize=None)
+def availability(backend: str) -> tuple:
+    """(available, note): note is the device or mode when available, the reason when not."""
+    if backend == "numba-cpu":
+        try:
+            import numba
+        except ImportError as exc:
+            return False, f"numba not installed ({exc})"
+        return True, f"numba {numba.__version__}"
+    if backend == "numba-cuda":
+        try:
+            from numba import cuda
+        except ImportError as exc:
+            return False, f"numba-cuda not installed ({exc})"
+        if simulated():
+            return True, "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+        if not cuda.is_available():
+            return False, "no CUDA device (set NUMBA_ENABLE_CUDASIM=1 for the simulator)"
+        name = cuda.get_current_device().name
+        return True, name.decode() if isinstance(name, bytes) else str(name)
+    if backend == "cupy":
+        try:
+            import cupy
+        except ImportError:
+            return False, "cupy not installed (pip install llmref[cuda13])"
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDARuntimeError without a driver
+            return False, f"no CUDA device ({type(exc).__name__})"
+        if count == 0:
+            return False, "no CUDA device"
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        return True, name.decode() if isinstance(name, bytes) else str(name)
+    raise KeyError(f"unknown backend {backend!r} (known: {BACKENDS})")
+
+
+def simulated() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+def implementation(spec: Spec, backend: str):
+    return resolve(spec.accel[backend]["impl"])

@@ -1,0 +1,16 @@
+"""Where the shipped data lives: `specs/` and `golden/`, installed as llmref.specs / llmref.golden."""
+import importlib.util
+from pathlib import Path
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def specs_dir() -> Path:
+    return _package_dir("llmref.specs")
+
+
+def golden_dir() -> Path:
+    return _package_dir("llmref.golden")

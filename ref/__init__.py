@@ -1,0 +1,1 @@
+"""The readable float64 NumPy reference: one module per component family."""

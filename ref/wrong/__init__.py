@@ -1,0 +1,1 @@
+"""Realistic wrong implementations that the specs' cases must reject (see llmref selftest)."""

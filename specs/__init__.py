@@ -1,0 +1,1 @@
+"""Packaged spec files (specs/*.yaml)."""

@@ -1,0 +1,49 @@
+"""Softmax / log-softmax: properties of the reference and agreement with torch."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import llmref
+from llmref.ref.softmax import log_softmax, softmax
+
+rows = arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 40)),
+              elements=st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows, st.floats(-1e3, 1e3))
+def test_softmax_is_a_distribution_and_shift_invariant(x, shift):
+    y = softmax(x)
+    assert np.all(y >= 0)
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(softmax(x + shift), y, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows)
+def test_log_softmax_is_log_of_softmax_where_that_is_finite(x):
+    y, logy = softmax(x), log_softmax(x)
+    assert np.all(logy <= 0)
+    finite = y > 1e-300
+    np.testing.assert_allclose(np.exp(logy), y, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(logy[finite], np.log(y[finite]), rtol=1e-9, atol=1e-12)
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is in the crosscheck extra")
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("component", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_torch_passes_the_audit(component, dtype):
+    torch = _torch()
+    fn = torch.softmax if component == "softmax" else torch.log_softmax
+
+    def torch_impl(x, axis):
+        return fn(torch.from_numpy(x), dim=axis).numpy()
+
+    report = llmref.audit(component, torch_impl, dtype=dtype)
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]
