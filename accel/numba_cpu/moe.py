@@ -141,14 +141,28 @@ def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
 
 
 @numba.njit(cache=True)
+def _matmul_nt(a, b):
+    """a @ b.T for a (n, k) and b (m, k), both row-major: each output is a dot of two rows.
+    (numba's own `@` needs SciPy's BLAS, which llmref does not depend on.)"""
+    out = np.empty((a.shape[0], b.shape[0]), dtype=a.dtype)
+    for i in range(a.shape[0]):
+        for j in range(b.shape[0]):
+            acc = 0.0
+            for p in range(a.shape[1]):
+                acc += a[i, p] * b[j, p]
+            out[i, j] = acc
+    return out
+
+
+@numba.njit(cache=True)
 def _swiglu_rows(x, w_gate, w_up, w_down):
     """W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D)."""
-    g = x @ w_gate.T  # (n, F)
-    u = x @ w_up.T
+    g = _matmul_nt(x, w_gate)  # (n, F)
+    u = _matmul_nt(x, w_up)
     for i in range(g.shape[0]):
         for f in range(g.shape[1]):
             g[i, f] = g[i, f] / (1.0 + math.exp(-g[i, f])) * u[i, f]  # silu(g) * u, in place
-    return g @ w_down.T  # (n, D)
+    return _matmul_nt(g, np.ascontiguousarray(w_down))  # (n, D)
 
 
 @numba.njit(cache=True)
