@@ -2,11 +2,12 @@
 
 Pre-tokenisation stays in Python (`regex`, the same patterns as the reference); the pieces
 are handed to one compiled call as a UTF-8 buffer plus piece end offsets. The vocabulary
-becomes two open-addressing hash tables held in NumPy arrays:
+becomes two open-addressing hash tables held in NumPy arrays, one row per slot so that a
+probe touches one cache line:
   pair table:  (left id, right id) -> id of the token bytes(left) + bytes(right), for every
                way of writing a token as the concatenation of two tokens;
-  token table: FNV-1a hash of a token's bytes -> id, verified against the token bytes
-               (tiktoken's whole-piece shortcut).
+  token table: FNV-1a hash of a token's bytes -> (id, offset, length), verified against the
+               token bytes (tiktoken's whole-piece shortcut).
 Merging only ever joins two tokens, so looking up the pair is the same as tiktoken's lookup of
 the concatenated bytes: the ids equal the reference's exactly.
 """
@@ -31,33 +32,28 @@ def _slot(key, mask):
 
 
 @numba.njit(cache=True)
-def _table_insert(keys, values, key, value):
-    mask = keys.shape[0] - 1
-    s = _slot(key, mask)
-    while keys[s] != _EMPTY and keys[s] != key:
-        s = (s + 1) & mask
-    keys[s] = key
-    values[s] = value
+def _table_build(keys, payload, capacity):
+    """Open-addressing table (linear probing) of capacity (a power of two) rows
+    [key, payload...]: a key and what it maps to share a cache line."""
+    table = np.full((capacity, 1 + payload.shape[1]), _EMPTY, dtype=np.int64)
+    mask = capacity - 1
+    for i in range(keys.shape[0]):
+        s = _slot(keys[i], mask)
+        while table[s, 0] != _EMPTY and table[s, 0] != keys[i]:
+            s = (s + 1) & mask
+        table[s, 0] = keys[i]
+        table[s, 1:] = payload[i]
+    return table
 
 
 @numba.njit(cache=True)
-def _table_build(keys_in, values_in, capacity):
-    """Open-addressing table (linear probing) of capacity (a power of two) slots."""
-    keys = np.full(capacity, _EMPTY, dtype=np.int64)
-    values = np.full(capacity, _EMPTY, dtype=np.int64)
-    for i in range(keys_in.shape[0]):
-        _table_insert(keys, values, keys_in[i], values_in[i])
-    return keys, values
-
-
-@numba.njit(cache=True)
-def _table_get(keys, values, key):
-    """The value stored for key, or -1."""
-    mask = keys.shape[0] - 1
+def _table_find(table, key):
+    """The row holding key, or -1."""
+    mask = table.shape[0] - 1
     s = _slot(key, mask)
-    while keys[s] != _EMPTY:
-        if keys[s] == key:
-            return values[s]
+    while table[s, 0] != _EMPTY:
+        if table[s, 0] == key:
+            return s
         s = (s + 1) & mask
     return _EMPTY
 
@@ -80,24 +76,41 @@ def _token_hashes(flat, offsets):
 
 
 @numba.njit(cache=True)
-def _whole_token(buf, start, stop, tok_keys, tok_values, flat, offsets):
-    """Id of buf[start:stop] if it is a token, else -1."""
-    t = _table_get(tok_keys, tok_values, _fnv1a(buf, start, stop))
-    if t == _EMPTY or offsets[t + 1] - offsets[t] != stop - start:
+def _whole_token(buf, start, stop, tok_table, flat):
+    """Id of buf[start:stop] if it is a token, else -1 (rows: hash, id, offset, length)."""
+    row = _table_find(tok_table, _fnv1a(buf, start, stop))
+    if row == _EMPTY or tok_table[row, 3] != stop - start:
         return _EMPTY
+    offset = tok_table[row, 2]
     for i in range(stop - start):
-        if flat[offsets[t] + i] != buf[start + i]:
+        if flat[offset + i] != buf[start + i]:
             return _EMPTY
-    return t
+    return tok_table[row, 1]
 
 
 @numba.njit(cache=True)
-def _pair_rank(pair_keys, pair_values, left, right):
-    return _table_get(pair_keys, pair_values, (left << 32) | right)
+def _pair_rank(pair_table, left, right):
+    """Id of the token bytes(left) + bytes(right), or -1 (rows: (left << 32) | right, id)."""
+    row = _table_find(pair_table, (left << 32) | right)
+    return _EMPTY if row == _EMPTY else pair_table[row, 1]
 
 
 @numba.njit(cache=True)
-def _encode_pieces(buf, ends, byte_id, pair_keys, pair_values, tok_keys, tok_values, flat, offsets):
+def _byte_ends(codepoints, char_ends):
+    """UTF-8 byte offset of each piece end, from code-point offsets (1-4 bytes per code point)."""
+    ends = np.empty_like(char_ends)
+    c, b = 0, 0
+    for p in range(char_ends.shape[0]):
+        while c < char_ends[p]:
+            cp = codepoints[c]
+            b += 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
+            c += 1
+        ends[p] = b
+    return ends
+
+
+@numba.njit(cache=True)
+def _encode_pieces(buf, ends, byte_id, pair_table, tok_table, flat):
     """ids of every piece buf[ends[p-1]:ends[p]]: whole-token shortcut, else lowest-rank merges.
 
     parts[0:n] are the current tokens of the piece, ranks[k] the id of parts[k] + parts[k+1]
@@ -111,7 +124,7 @@ def _encode_pieces(buf, ends, byte_id, pair_keys, pair_values, tok_keys, tok_val
     start = 0
     for p in range(ends.shape[0]):
         stop = ends[p]
-        whole = _whole_token(buf, start, stop, tok_keys, tok_values, flat, offsets)
+        whole = _whole_token(buf, start, stop, tok_table, flat)
         if whole != _EMPTY:
             out[n_out] = whole
             n_out += 1
@@ -121,7 +134,7 @@ def _encode_pieces(buf, ends, byte_id, pair_keys, pair_values, tok_keys, tok_val
         for k in range(n):
             parts[k] = byte_id[buf[start + k]]
         for k in range(n - 1):
-            ranks[k] = _pair_rank(pair_keys, pair_values, parts[k], parts[k + 1])
+            ranks[k] = _pair_rank(pair_table, parts[k], parts[k + 1])
         while n > 1:
             best = -1
             for k in range(n - 1):  # lowest rank, leftmost on ties
@@ -136,9 +149,9 @@ def _encode_pieces(buf, ends, byte_id, pair_keys, pair_values, tok_keys, tok_val
                 ranks[k] = ranks[k + 1]
             n -= 1
             if best > 0:
-                ranks[best - 1] = _pair_rank(pair_keys, pair_values, parts[best - 1], parts[best])
+                ranks[best - 1] = _pair_rank(pair_table, parts[best - 1], parts[best])
             if best < n - 1:
-                ranks[best] = _pair_rank(pair_keys, pair_values, parts[best], parts[best + 1])
+                ranks[best] = _pair_rank(pair_table, parts[best], parts[best + 1])
         for k in range(n):
             out[n_out] = parts[k]
             n_out += 1
@@ -179,13 +192,13 @@ class Encoder:
                     keys.append((left << 32) | right)
                     values.append(i)
         keys, values = np.asarray(keys, dtype=np.int64), np.asarray(values, dtype=np.int64)
-        self.pair_keys, self.pair_values = _table_build(keys, values, _capacity(len(keys)))
+        self.pair_table = _table_build(keys, values[:, None], _capacity(len(keys)))
         hashes = _token_hashes(self.flat, self.offsets)
         present = np.asarray([i for i in range(n_ids) if by_id[i]], dtype=np.int64)
         if np.unique(hashes[present]).size != present.size:
             raise InputError("ranks: two tokens share a 64-bit FNV-1a hash; use the reference")
-        self.tok_keys, self.tok_values = _table_build(hashes[present], present,
-                                                      _capacity(present.size))
+        rows = np.stack([present, self.offsets[present], lengths[present]], axis=1)  # (id, offset, length)
+        self.tok_table = _table_build(hashes[present], rows, _capacity(present.size))
 
     def encode_ordinary(self, text: str) -> np.ndarray:
         """ids of text, special-token text treated as text."""
@@ -197,13 +210,8 @@ class Encoder:
         if buf.size == len(text):  # ASCII: character and byte offsets coincide
             ends = char_ends
         else:
-            codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            utf8_len = (1 + (codepoints >= 0x80) + (codepoints >= 0x800)
-                        + (codepoints >= 0x10000)).astype(np.int64)
-            byte_at = np.concatenate([[0], np.cumsum(utf8_len)])  # char index -> byte offset
-            ends = byte_at[char_ends]
-        return _encode_pieces(buf, ends, self.byte_id, self.pair_keys, self.pair_values,
-                              self.tok_keys, self.tok_values, self.flat, self.offsets)
+            ends = _byte_ends(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), char_ends)
+        return _encode_pieces(buf, ends, self.byte_id, self.pair_table, self.tok_table, self.flat)
 
     def encode(self, text: str, allowed_special=(), disallowed_special="all") -> np.ndarray:
         """tiktoken's Encoding.encode semantics (see llmref.ref.bpe.encode)."""
