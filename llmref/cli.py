@@ -191,13 +191,14 @@ def cmd_check(args):
 def _print_matrix(cells, backends):
     table = Table(title="llmref check: component x backend x dtype (passed/cases)")
     table.add_column("component")
-    for b in backends:
-        table.add_column(b)
     rows, unavailable = {}, {}
     for c in cells:
         rows.setdefault(c.component, {}).setdefault(c.backend, []).append(c)
         if c.status == "unavailable":
             unavailable[c.backend] = c.note
+    for b in backends:
+        why = f"\n[yellow]unavailable: {escape(unavailable[b])}[/yellow]" if b in unavailable else ""
+        table.add_column(b + why)
     for component, by_backend in rows.items():
         row = [component]
         for b in backends:
@@ -213,8 +214,6 @@ def _print_matrix(cells, backends):
             row.append(" ".join(parts))
         table.add_row(*row)
     out.print(table)
-    for backend, note in unavailable.items():
-        out.print(f"{backend} unavailable: {escape(note)}")
     out.print("- = no implementation of that component for that backend")
 
 
