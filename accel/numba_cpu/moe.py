@@ -1,8 +1,9 @@
 """MoE routing and the MoE layer as numba.njit kernels (reference: llmref.ref.moe).
 
 Routing is one pass per token: scores, the group mask, then K rounds of "largest remaining,
-lowest index on ties". The layer sorts assignments by expert (dispatch), runs one grouped
-SwiGLU matmul per expert on its gathered rows, and scatter-adds the weighted rows (combine).
+lowest index on ties". The layer sorts assignments by expert (dispatch, compiled), runs one
+SwiGLU GEMM chain per expert on its gathered rows (NumPy's BLAS: numba's own `@` would need
+SciPy), and scatter-adds the weighted rows (combine, compiled).
 """
 import math
 
@@ -141,57 +142,57 @@ def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
 
 
 @numba.njit(cache=True)
-def _matmul_nt(a, b):
-    """a @ b.T for a (n, k) and b (m, k), both row-major: each output is a dot of two rows.
-    (numba's own `@` needs SciPy's BLAS, which llmref does not depend on.)"""
-    out = np.empty((a.shape[0], b.shape[0]), dtype=a.dtype)
-    for i in range(a.shape[0]):
-        for j in range(b.shape[0]):
-            acc = 0.0
-            for p in range(a.shape[1]):
-                acc += a[i, p] * b[j, p]
-            out[i, j] = acc
-    return out
-
-
-@numba.njit(cache=True)
-def _swiglu_rows(x, w_gate, w_up, w_down):
-    """W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D)."""
-    g = _matmul_nt(x, w_gate)  # (n, F)
-    u = _matmul_nt(x, w_up)
-    for i in range(g.shape[0]):
-        for f in range(g.shape[1]):
-            g[i, f] = g[i, f] / (1.0 + math.exp(-g[i, f])) * u[i, f]  # silu(g) * u, in place
-    return _matmul_nt(g, np.ascontiguousarray(w_down))  # (n, D)
-
-
-@numba.njit(cache=True)
-def _experts(h, idx, weights, kept, w_gate, w_up, w_down, y):
-    """Grouped per-expert matmuls: gather the rows of each expert, one SwiGLU, scatter-add."""
+def _dispatch(idx, kept, experts):
+    """The kept assignments sorted by expert (within an expert: token order, then slot):
+    rows[i], slots[i] of assignment i, and offsets (E + 1,) so expert e owns
+    rows[offsets[e]:offsets[e + 1]]."""
     tokens, k = idx.shape
+    offsets = np.zeros(experts + 1, dtype=np.int64)
+    for t in range(tokens):
+        for j in range(k):
+            if kept[t, j]:
+                offsets[idx[t, j] + 1] += 1
+    for e in range(experts):
+        offsets[e + 1] += offsets[e]
+    fill = offsets[:-1].copy()
+    rows = np.empty(offsets[experts], dtype=np.int64)
+    slots = np.empty(offsets[experts], dtype=np.int64)
+    for t in range(tokens):
+        for j in range(k):
+            if kept[t, j]:
+                e = idx[t, j]
+                rows[fill[e]], slots[fill[e]] = t, j
+                fill[e] += 1
+    return rows, slots, offsets
+
+
+@numba.njit(cache=True)
+def _combine(y, rows, slots, weights, out):
+    """y[rows[i]] += weights[rows[i], slots[i]] * out[i], in dispatch order."""
+    for i in range(rows.shape[0]):
+        w = weights[rows[i], slots[i]]
+        for d in range(y.shape[1]):
+            y[rows[i], d] += w * out[i, d]
+
+
+def _swiglu_rows(x, w_gate, w_up, w_down):
+    """W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D): one GEMM per projection."""
+    g = x @ w_gate.T  # (n, F)
+    return (g / (1 + np.exp(-g)) * (x @ w_up.T)) @ w_down.T  # (n, D)
+
+
+def _experts(h, idx, weights, kept, w_gate, w_up, w_down):
+    """Grouped per-expert matmuls: dispatch (gather each expert's rows), one SwiGLU GEMM chain
+    per expert, combine (scatter-add the weighted rows)."""
+    rows, slots, offsets = _dispatch(idx, kept, w_gate.shape[0])
+    out = np.empty((rows.shape[0], h.shape[1]), dtype=h.dtype)  # (assignments, D)
     for e in range(w_gate.shape[0]):
-        n = 0
-        for t in range(tokens):
-            for j in range(k):
-                if idx[t, j] == e and kept[t, j]:
-                    n += 1
-        if n == 0:
-            continue
-        rows = np.empty(n, dtype=np.int64)
-        slots = np.empty(n, dtype=np.int64)
-        n = 0
-        for t in range(tokens):
-            for j in range(k):
-                if idx[t, j] == e and kept[t, j]:
-                    rows[n], slots[n] = t, j
-                    n += 1
-        x = np.empty((n, h.shape[1]), dtype=h.dtype)  # dispatch
-        for i in range(n):
-            x[i] = h[rows[i]]
-        out = _swiglu_rows(x, np.ascontiguousarray(w_gate[e]), np.ascontiguousarray(w_up[e]),
-                           np.ascontiguousarray(w_down[e]))
-        for i in range(n):  # combine
-            y[rows[i]] += weights[rows[i], slots[i]] * out[i]
+        mine = slice(offsets[e], offsets[e + 1])
+        if mine.start < mine.stop:
+            out[mine] = _swiglu_rows(h[rows[mine]], w_gate[e], w_up[e], w_down[e])
+    y = np.zeros_like(h)
+    _combine(y, rows, slots, weights, out)
+    return y
 
 
 def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
@@ -208,8 +209,7 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
                                      routed_scaling_factor, capacity_factor)
     idx, weights, kept, _, _ = _router(logits, widen(bias.astype(dtype)), method, top_k, n_group,
                                        topk_group, routed_scaling_factor, capacity_factor)
-    y = np.zeros_like(hc)
-    _experts(hc, idx, weights, kept, ws["w_gate"], ws["w_up"], ws["w_down"], y)
+    y = _experts(hc, idx, weights, kept, ws["w_gate"], ws["w_up"], ws["w_down"])
     if use_shared:
         y += _swiglu_rows(hc, ws["shared_gate"], ws["shared_up"], ws["shared_down"])
     return {"y": y.astype(dtype), "expert_ids": idx, "weights": weights.astype(dtype), "kept": kept}
