@@ -23,17 +23,24 @@ def embedding_normalizer(dim, dtype_name):
     return float(np.asarray(math.sqrt(dim)).astype(numpy_dtype(dtype_name)))
 
 
+def embedding_args(ids, weight, normalizer):
+    """Validated (ids, weight, c) of embedding; every backend checks through this."""
+    weight = float_array("weight", weight, ndim=2)
+    ids = int_array("ids", ids, low=0, high=weight.shape[0])
+    scale = 1.0 if normalizer == "none" else embedding_normalizer(weight.shape[1], normalizer)
+    return ids, weight, scale
+
+
 def embedding(ids, weight, normalizer="none"):
     """y[..., :] = weight[ids[...], :] * c,   c = 1 or sqrt(D) rounded to `normalizer`.
 
     ids: integers in [0, V); weight: (V, D). Returns shape ids.shape + (D,).
     """
-    weight = float_array("weight", weight, ndim=2)
-    ids = int_array("ids", ids, low=0, high=weight.shape[0])
+    ids, weight, scale = embedding_args(ids, weight, normalizer)
     rows = weight[ids]  # (*ids.shape, D)
     if normalizer == "none":
         return rows
-    return rows * weight.dtype.type(embedding_normalizer(weight.shape[1], normalizer))
+    return rows * weight.dtype.type(scale)
 
 
 def lm_head(h, embedding, output_weight, tied=False):
@@ -43,6 +50,12 @@ def lm_head(h, embedding, output_weight, tied=False):
     nn.Linear(D, V) stores (out, in) = (V, D), so a tied model hands its embedding matrix in
     unchanged. The input-embedding normaliser (Gemma) is never applied here.
     """
+    h, w = lm_head_args(h, embedding, output_weight, tied)
+    return h @ w.T  # (..., D) @ (D, V) -> (..., V)
+
+
+def lm_head_args(h, embedding, output_weight, tied):
+    """Validated (h, W) of lm_head, W the matrix `tied` selects; every backend checks through this."""
     h = float_array("h", h, min_ndim=1)
     matrices = {}
     for name, value in (("embedding", embedding), ("output_weight", output_weight)):
@@ -52,5 +65,4 @@ def lm_head(h, embedding, output_weight, tied=False):
             raise InputError(f"{name}: has dtype {matrices[name].dtype} but h has {h.dtype}")
     if not isinstance(tied, (bool, np.bool_)):
         raise InputError(f"tied: expected a bool, got {tied!r}")
-    w = matrices["embedding"] if tied else matrices["output_weight"]
-    return h @ w.T  # (..., D) @ (D, V) -> (..., V)
+    return h, matrices["embedding"] if tied else matrices["output_weight"]

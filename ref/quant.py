@@ -369,6 +369,14 @@ def w8a8_matmul(x_q, w_q, x_scale, w_scale):
     x_q: (M, K) int8 per-token codes; w_q: (N, K) int8 per-channel codes;
     x_scale: (M,); w_scale: (N,). Returns (acc int32 (M, N), y float (M, N)).
     """
+    x_q, w_q, x_scale, w_scale = w8a8_args(x_q, w_q, x_scale, w_scale)
+    acc = x_q.astype(np.int64) @ w_q.astype(np.int64).T  # (M, N), exact
+    y = acc.astype(x_scale.dtype) * x_scale[:, None] * w_scale[None, :]
+    return acc.astype(np.int32), y.astype(x_scale.dtype)
+
+
+def w8a8_args(x_q, w_q, x_scale, w_scale):
+    """Validated (x_q, w_q, x_scale, w_scale) of w8a8_matmul; every backend checks through this."""
     x_q = int_array("x_q", x_q, ndim=2, low=-128, high=128)
     w_q = int_array("w_q", w_q, ndim=2, low=-128, high=128)
     if w_q.shape[1] != x_q.shape[1]:
@@ -381,9 +389,7 @@ def w8a8_matmul(x_q, w_q, x_scale, w_scale):
         raise InputError(f"x_scale: has {x_scale.shape[0]} entries, expected M={x_q.shape[0]}")
     if w_scale.shape[0] != w_q.shape[0]:
         raise InputError(f"w_scale: has {w_scale.shape[0]} entries, expected N={w_q.shape[0]}")
-    acc = x_q.astype(np.int64) @ w_q.astype(np.int64).T  # (M, N), exact
-    y = acc.astype(x_scale.dtype) * x_scale[:, None] * w_scale[None, :]
-    return acc.astype(np.int32), y.astype(x_scale.dtype)
+    return x_q, w_q, x_scale, w_scale
 
 
 # ----------------------------------------------------------------------------- case generators

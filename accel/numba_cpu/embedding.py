@@ -3,9 +3,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.errors import InputError
-from llmref.ref.embedding import embedding_normalizer
-from llmref.validate import float_array, int_array, same_size
+from llmref.ref.embedding import embedding_args, lm_head_args
 
 
 @numba.njit(cache=True)
@@ -28,9 +26,7 @@ def _logits(h, w, out):
 
 
 def embedding(ids, weight, normalizer="none"):
-    weight = float_array("weight", weight, ndim=2)
-    ids = int_array("ids", ids, low=0, high=weight.shape[0])
-    scale = 1.0 if normalizer == "none" else embedding_normalizer(weight.shape[1], normalizer)
+    ids, weight, scale = embedding_args(ids, weight, normalizer)
     table = widen(weight)
     flat_ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)  # (n,)
     out = np.empty((flat_ids.shape[0], table.shape[1]), table.dtype)
@@ -39,16 +35,8 @@ def embedding(ids, weight, normalizer="none"):
 
 
 def lm_head(h, embedding, output_weight, tied=False):
-    h = float_array("h", h, min_ndim=1)
-    matrices = {}
-    for name, value in (("embedding", embedding), ("output_weight", output_weight)):
-        matrices[name] = float_array(name, value, ndim=2)
-        same_size(name, matrices[name].shape[1], h.shape[-1], "the last axis of h")
-        if matrices[name].dtype != h.dtype:
-            raise InputError(f"{name}: has dtype {matrices[name].dtype} but h has {h.dtype}")
-    if not isinstance(tied, (bool, np.bool_)):
-        raise InputError(f"tied: expected a bool, got {tied!r}")
-    w = widen(matrices["embedding"] if tied else matrices["output_weight"])  # (V, D)
+    h, w = lm_head_args(h, embedding, output_weight, tied)
+    w = widen(w)  # (V, D)
     rows = widen(h).reshape(-1, h.shape[-1])  # (T, D)
     out = np.empty((rows.shape[0], w.shape[0]), rows.dtype)
     _logits(rows, w, out)

@@ -9,9 +9,9 @@ import numpy as np
 from llmref.accel._host import compute_dtype, widen
 from llmref.errors import InputError
 from llmref.ref.quant import (SCHEMES, TERNARY_THRESHOLD, check_bits, check_w4_operands,
-                              integer_range, slice_layout)
+                              integer_range, slice_layout, w8a8_args)
 from llmref.ref.quant_formats import BLOCK_BYTES, NF4_CODEBOOK, QK, check_format
-from llmref.validate import float_array, int_array
+from llmref.validate import float_array
 
 SYMMETRIC, AFFINE, BINARY, TERNARY = range(4)
 
@@ -259,18 +259,7 @@ def _w8a8(x_q, w_q, x_scale, w_scale, acc, y):
 
 
 def w8a8_matmul(x_q, w_q, x_scale, w_scale):
-    x_q = int_array("x_q", x_q, ndim=2, low=-128, high=128)
-    w_q = int_array("w_q", w_q, ndim=2, low=-128, high=128)
-    if w_q.shape[1] != x_q.shape[1]:
-        raise InputError(f"w_q: has K={w_q.shape[1]}, x_q has K={x_q.shape[1]}")
-    if x_q.shape[1] >= 2 ** 17:
-        raise InputError(f"x_q: K={x_q.shape[1]} could overflow the int32 accumulator")
-    x_scale = float_array("x_scale", x_scale, ndim=1)
-    w_scale = float_array("w_scale", w_scale, ndim=1)
-    if x_scale.shape[0] != x_q.shape[0]:
-        raise InputError(f"x_scale: has {x_scale.shape[0]} entries, expected M={x_q.shape[0]}")
-    if w_scale.shape[0] != w_q.shape[0]:
-        raise InputError(f"w_scale: has {w_scale.shape[0]} entries, expected N={w_q.shape[0]}")
+    x_q, w_q, x_scale, w_scale = w8a8_args(x_q, w_q, x_scale, w_scale)
     acc = np.empty((x_q.shape[0], w_q.shape[0]), np.int32)
     y = np.empty(acc.shape, compute_dtype(x_scale.dtype))
     _w8a8(np.ascontiguousarray(x_q, np.int8), np.ascontiguousarray(w_q, np.int8),

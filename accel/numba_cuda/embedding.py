@@ -8,9 +8,7 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.errors import InputError
-from llmref.ref.embedding import embedding_normalizer
-from llmref.validate import float_array, int_array, same_size
+from llmref.ref.embedding import embedding_args, lm_head_args
 
 THREADS = 32 if simulated() else 128
 
@@ -51,9 +49,7 @@ def _launch(kernel, inputs, out_shape, dtype, scalars=(), what=""):
 
 
 def embedding(ids, weight, normalizer="none"):
-    weight = float_array("weight", weight, ndim=2)
-    ids = int_array("ids", ids, low=0, high=weight.shape[0])
-    scale = 1.0 if normalizer == "none" else embedding_normalizer(weight.shape[1], normalizer)
+    ids, weight, scale = embedding_args(ids, weight, normalizer)
     table = widen(weight)
     flat_ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)  # (n,)
     out = _launch(_gather_rows, [flat_ids, table], (flat_ids.shape[0], table.shape[1]),
@@ -62,16 +58,8 @@ def embedding(ids, weight, normalizer="none"):
 
 
 def lm_head(h, embedding, output_weight, tied=False):
-    h = float_array("h", h, min_ndim=1)
-    matrices = {}
-    for name, value in (("embedding", embedding), ("output_weight", output_weight)):
-        matrices[name] = float_array(name, value, ndim=2)
-        same_size(name, matrices[name].shape[1], h.shape[-1], "the last axis of h")
-        if matrices[name].dtype != h.dtype:
-            raise InputError(f"{name}: has dtype {matrices[name].dtype} but h has {h.dtype}")
-    if not isinstance(tied, (bool, np.bool_)):
-        raise InputError(f"tied: expected a bool, got {tied!r}")
-    w = widen(matrices["embedding"] if tied else matrices["output_weight"])  # (V, D)
+    h, w = lm_head_args(h, embedding, output_weight, tied)
+    w = widen(w)  # (V, D)
     rows = widen(h).reshape(-1, h.shape[-1])  # (T, D)
     out = _launch(_logits, [rows, w], (rows.shape[0], w.shape[0]), rows.dtype, what="lm_head")
     return out.reshape(h.shape[:-1] + (w.shape[0],)).astype(h.dtype)
