@@ -129,15 +129,9 @@ def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.
     return out, lse
 
 
-def merge_attention_states(out_a, lse_a, out_b, lse_b):
-    """Combine attention over two disjoint key sets from their normalised outputs and
-    log-sum-exps:
-
-      lse = log(e^lse_a + e^lse_b) = M + log(e^(lse_a - M) + e^(lse_b - M)),  M = max(lse_a, lse_b)
-      out = e^(lse_a - lse) out_a + e^(lse_b - lse) out_b
-
-    Associative and commutative; a part with lse -inf (no keys) has weight 0, and two empty
-    parts merge to out 0, lse -inf."""
+def merge_states_args(out_a, lse_a, out_b, lse_b):
+    """Validated (out_a, lse_a, out_b, lse_b): outputs (..., Dv) of one shape, lse (...) each
+    (-inf allowed: no keys); every backend checks through this."""
     out_a = float_array("out_a", out_a, min_ndim=1)
     out_b = float_array("out_b", out_b, min_ndim=1)
     lse_a = float_array("lse_a", lse_a, allow_neg_inf=True)
@@ -147,6 +141,19 @@ def merge_attention_states(out_a, lse_a, out_b, lse_b):
     for name, lse in (("lse_a", lse_a), ("lse_b", lse_b)):
         if lse.shape != out_a.shape[:-1]:
             raise InputError(f"{name}: expected shape {out_a.shape[:-1]}, got {lse.shape}")
+    return out_a, lse_a, out_b, lse_b
+
+
+def merge_attention_states(out_a, lse_a, out_b, lse_b):
+    """Combine attention over two disjoint key sets from their normalised outputs and
+    log-sum-exps:
+
+      lse = log(e^lse_a + e^lse_b) = M + log(e^(lse_a - M) + e^(lse_b - M)),  M = max(lse_a, lse_b)
+      out = e^(lse_a - lse) out_a + e^(lse_b - lse) out_b
+
+    Associative and commutative; a part with lse -inf (no keys) has weight 0, and two empty
+    parts merge to out 0, lse -inf."""
+    out_a, lse_a, out_b, lse_b = merge_states_args(out_a, lse_a, out_b, lse_b)
     big = np.maximum(lse_a, lse_b)
     safe = np.where(np.isfinite(big), big, 0)
     wa, wb = np.exp(lse_a - safe), np.exp(lse_b - safe)  # (...,) both 0 when both empty

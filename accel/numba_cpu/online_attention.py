@@ -30,9 +30,8 @@ import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
 from llmref.errors import InputError
-from llmref.ref.attention import check_attention_inputs
+from llmref.ref.attention import check_attention_inputs, merge_states_args
 from llmref.ref.positions import rope_cos_sin, rope_inv_freq
-from llmref.validate import float_array
 
 
 @numba.njit(cache=True)
@@ -128,15 +127,7 @@ def _merge_rows(out_a, lse_a, out_b, lse_b, out, lse):
 def check_states(out_a, lse_a, out_b, lse_b):
     """Validate the two states; returns them as (rows, Dv) and (rows,) in the compute dtype,
     with the output shape and dtype."""
-    out_a = float_array("out_a", out_a, min_ndim=1)
-    out_b = float_array("out_b", out_b, min_ndim=1)
-    lse_a = float_array("lse_a", lse_a, allow_neg_inf=True)
-    lse_b = float_array("lse_b", lse_b, allow_neg_inf=True)
-    if out_b.shape != out_a.shape:
-        raise InputError(f"out_b: shape {out_b.shape} differs from out_a's {out_a.shape}")
-    for name, value in (("lse_a", lse_a), ("lse_b", lse_b)):
-        if value.shape != out_a.shape[:-1]:
-            raise InputError(f"{name}: expected shape {out_a.shape[:-1]}, got {value.shape}")
+    out_a, lse_a, out_b, lse_b = merge_states_args(out_a, lse_a, out_b, lse_b)
     dim_v = out_a.shape[-1]
     rows = [widen(out_a).reshape(-1, dim_v), widen(lse_a).reshape(-1),  # (rows, Dv), (rows,)
             widen(out_b).reshape(-1, dim_v), widen(lse_b).reshape(-1)]
