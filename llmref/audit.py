@@ -1,19 +1,27 @@
 """Judge an implementation against the goldens: one outcome per case.
 
-The implementation is any callable taking the case's inputs and params as keyword arguments
-named exactly as in the spec (NumPy arrays, Python scalars, str/bytes for text) and returning
-its outputs: one value, a tuple in spec order, or a dict by output name.
+The implementation is a callable taking the case's inputs and params as keyword arguments
+named exactly as in the spec (NumPy arrays, Python scalars, str/bytes for text) and
+returning its outputs: one value, a tuple in spec order, or a dict by output name.
+
+Given as a 'module:callable' name it runs in an isolated worker process (llmref.worker),
+so exiting, hanging or crashing ends only that case, as CRASHED or TIMEOUT. Given as a
+callable object it runs in this process, where it already lives.
 """
 from dataclasses import dataclass, field
 
-from llmref.cases import call, cast_inputs
+from llmref.cases import CaseAt
 from llmref.compare import Comparison, Outcome, compare
-from llmref.errors import InputError, Unsupported
-from llmref.store import load_case
+from llmref.errors import InputError
 from llmref.spec import Spec, load_spec
+from llmref.store import load_case
 from llmref.tolerance import tolerance_for
+from llmref.worker import DEFAULT_TIMEOUT, InProcess, Reply, Worker, WorkerError
 
 DEFAULT_DTYPE = "float32"
+NOT_FAILED = (Outcome.PASSED, Outcome.UNSUPPORTED)
+_REPLY_OUTCOME = {"unsupported": Outcome.UNSUPPORTED, "error": Outcome.RUNTIME_ERROR,
+                  "crashed": Outcome.CRASHED, "timeout": Outcome.TIMEOUT}
 
 
 @dataclass
@@ -37,13 +45,13 @@ class Report:
     implementation: str
     dtype: str
     results: list
+    isolation: str = "in-process"
 
     @property
     def passed(self) -> bool:
         """Every case PASSED or UNSUPPORTED, and at least one PASSED."""
         outcomes = [r.outcome for r in self.results]
-        return (Outcome.PASSED in outcomes
-                and all(o in (Outcome.PASSED, Outcome.UNSUPPORTED) for o in outcomes))
+        return Outcome.PASSED in outcomes and all(o in NOT_FAILED for o in outcomes)
 
     def counts(self) -> dict:
         counts = {}
@@ -52,31 +60,48 @@ class Report:
         return counts
 
     def failures(self) -> list:
-        return [r for r in self.results if r.outcome not in (Outcome.PASSED, Outcome.UNSUPPORTED)]
+        return [r for r in self.results if r.outcome not in NOT_FAILED]
 
     def to_dict(self):
         return {"component": self.component, "implementation": self.implementation,
-                "dtype": self.dtype, "passed": self.passed, "counts": self.counts(),
-                "cases": [r.to_dict() for r in self.results]}
+                "dtype": self.dtype, "isolation": self.isolation, "passed": self.passed,
+                "counts": self.counts(), "cases": [r.to_dict() for r in self.results]}
 
 
-def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, repro=None) -> Report:
+def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, repro=None,
+          timeout=DEFAULT_TIMEOUT) -> Report:
     """Run `fn` on the component's cases at `dtype` (default float32) and compare.
 
-    cases: case ids to run (default: every case of `tier`; tier 'full' adds the large cases,
-    computed live by the reference). repro: a format string for the reproduction command,
-    with {case} and {dtype} fields.
+    component: a shipped spec's id, or a Spec (e.g. from llmref.spec.parse_spec_file).
+    fn: a callable (runs in this process) or a 'module:callable' name (runs in a worker
+    process with `timeout` seconds per case). cases: case ids to run (default: every case of
+    `tier`; 'full' adds the large cases, computed live by the reference). repro: a format
+    string for the reproduction command, with {case} and {dtype} fields.
     """
     spec = component if isinstance(component, Spec) else load_spec(component)
     dtype = dtype or (DEFAULT_DTYPE if DEFAULT_DTYPE in spec.dtypes else spec.dtypes[0])
     if dtype not in spec.dtypes:
         raise InputError(f"dtype: {spec.id} is specified at {list(spec.dtypes)}, not {dtype!r}")
     selected = select_cases(spec, cases, tier)
-    label = label or getattr(fn, "__module__", "?") + ":" + getattr(fn, "__qualname__", repr(fn))
+    if isinstance(fn, str):
+        runner, label = Worker(fn, timeout), label or fn
+    elif callable(fn):
+        runner = InProcess(fn)
+        label = label or getattr(fn, "__module__", "?") + ":" + getattr(fn, "__qualname__", repr(fn))
+    else:
+        raise InputError(f"fn: expected a callable or a 'module:callable' name, got {type(fn).__name__}")
     repro = repro or f"llmref audit {spec.id} {label} --case {{case}} --dtype {{dtype}}"
-    results = [run_case(spec, case, fn, dtype, repro.format(case=case.id, dtype=dtype))
-               for case in selected]
-    return Report(spec.id, label, dtype, results)
+    results = []
+    try:
+        for case in selected:
+            at = load_case(spec, case, dtype)
+            reply = runner.run(spec, at.inputs, case.params)
+            results.append(judge(spec, case, at, dtype, reply, repro.format(case=case.id, dtype=dtype)))
+    except WorkerError as exc:
+        raise InputError(f"MODULE:CALLABLE: cannot load {fn!r}: {exc}") from None
+    finally:
+        runner.close()
+    return Report(spec.id, label, dtype, results, runner.isolation)
 
 
 def select_cases(spec: Spec, cases, tier):
@@ -90,18 +115,11 @@ def select_cases(spec: Spec, cases, tier):
     return [spec.case(c) for c in cases]
 
 
-def run_case(spec: Spec, case, fn, dtype: str, repro: str) -> CaseResult:
-    inputs, expected = load_case(spec, case, dtype)
-    inputs = cast_inputs(spec, inputs, dtype)
-    try:
-        actual = call(fn, spec, {k: _copy(v) for k, v in inputs.items()}, dict(case.params))
-    except (Unsupported, NotImplementedError) as exc:
-        return CaseResult(case.id, Outcome.UNSUPPORTED, str(exc) or type(exc).__name__, repro=repro)
-    except Exception as exc:  # the implementation under audit failed: report, don't crash
-        return CaseResult(case.id, Outcome.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}", repro=repro)
-    tol = tolerance_for(spec, case, dtype)
-    comparisons = [compare(t.name, actual[t.name], expected[t.name], t.dtype, dtype, tol)
-                   for t in spec.outputs]
+def judge(spec: Spec, case, at: CaseAt, dtype: str, reply: Reply, repro: str) -> CaseResult:
+    """The outcome of one case from the implementation's reply to it."""
+    if reply.status != "ok":
+        return CaseResult(case.id, _REPLY_OUTCOME[reply.status], reply.detail, repro=repro)
+    comparisons = compare_outputs(spec, case, at, reply.outputs, dtype)
     failed = [c for c in comparisons if c.outcome != Outcome.PASSED]
     if not failed:
         return CaseResult(case.id, Outcome.PASSED, "", comparisons, repro)
@@ -109,5 +127,7 @@ def run_case(spec: Spec, case, fn, dtype: str, repro: str) -> CaseResult:
     return CaseResult(case.id, first.outcome, f"{first.output}: {first.detail}", comparisons, repro)
 
 
-def _copy(value):
-    return value.copy() if hasattr(value, "copy") and not isinstance(value, (str, bytes)) else value
+def compare_outputs(spec: Spec, case, at: CaseAt, actual: dict, dtype: str) -> list:
+    tol = tolerance_for(spec, case, dtype)
+    return [compare(t.name, actual[t.name], at.expected[t.name], t.dtype, dtype, tol,
+                    at.ties.get(t.name), at.bounds.get(t.name)) for t in spec.outputs]

@@ -6,9 +6,7 @@ anything, so adding a kernel means adding one line to its spec.
 import os
 from functools import lru_cache
 
-from llmref.spec import Spec, resolve
-
-BACKENDS = ("numba-cpu", "numba-cuda", "cupy")
+from llmref.spec import BACKENDS, Spec, resolve
 
 
 @lru_cache(maxsize=None)
@@ -52,4 +50,4 @@ def simulated() -> bool:
 
 
 def implementation(spec: Spec, backend: str):
-    return resolve(spec.accel[backend]["impl"])
+    return resolve(spec.accel[backend]["impl"], f"{spec.id}.yaml: accel.{backend}.impl")

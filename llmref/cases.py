@@ -1,11 +1,12 @@
-"""Turn a spec's case (pure data) into concrete inputs, deterministically.
+"""Everything a case is made of, computed in one place: inputs, the inputs as fed at each
+dtype, the expected outputs, and the tie and bound information the comparison needs.
 
 seed(component, case) = first 8 bytes of SHA-256("component/case"), little-endian; inputs
 come from numpy.random.Generator(PCG64(seed)) in the order the spec declares them, so the
 same spec always yields bit-identical inputs on every machine.
 
-Input descriptions in a case (`inputs: {x: {...}}`):
-  {dist: normal, mean: 0, std: 1}          Gaussian (any description may add `shape: [...]`
+Input recipes in a case (`inputs: {x: {...}}`, validated by llmref.spec):
+  {dist: normal, mean: 0, std: 1}          Gaussian (any recipe may add `shape: [...]`
                                            to override the declared shape for this case)
   {dist: uniform, low: 0, high: 1}         uniform on [low, high)
   {dist: integers, low: 0, high: 10}       integers in [low, high)
@@ -16,13 +17,23 @@ Input descriptions in a case (`inputs: {x: {...}}`):
                                            denormal (the smallest float32 subnormal)
 A case may instead name `generator: module:function`, called as fn(rng, **dims) and
 returning a dict of all inputs; used where inputs must satisfy structure (block tables...).
+
+At evaluation dtype d an implementation is fed the 'float' inputs rounded to d by
+`llmref.dtypes.round_to` (round to nearest even, directly from float64), and the expected
+outputs are the reference's float64 outputs on exactly those rounded values: an
+implementation is judged on its own arithmetic, not on the rounding of its inputs.
 """
+import copy
 import hashlib
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from llmref.dtypes import is_float_dtype, round_to
 from llmref.spec import Case, Spec, resolve
-from llmref.validate import is_float_dtype
+
+GENERATOR_VERSION = 2  # bump when the way goldens are computed or laid out changes
 
 _SPECIAL = {
     "neg_inf": -np.inf,
@@ -34,6 +45,15 @@ _SPECIAL = {
 }
 
 
+@dataclass
+class CaseAt:
+    """One case at one evaluation dtype: what the implementation is fed and what it must give."""
+    inputs: dict     # name -> array / str / bytes, exactly as fed (float inputs in the dtype)
+    expected: dict   # output name -> expected value (floats as float64)
+    ties: dict = field(default_factory=dict)    # output -> (near_tie mask, alternative value)
+    bounds: dict = field(default_factory=dict)  # output -> extra absolute error allowed per element
+
+
 def case_seed(component: str, case_id: str) -> int:
     digest = hashlib.sha256(f"{component}/{case_id}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little")
@@ -41,6 +61,23 @@ def case_seed(component: str, case_id: str) -> int:
 
 def case_rng(component: str, case_id: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(case_seed(component, case_id)))
+
+
+def case_digest(spec: Spec, case: Case) -> str:
+    """SHA-256 of everything that decides a case's golden: the case definition (dims, params,
+    input recipe, generator), the declared tensors and dtypes, the tie and bound functions,
+    the spec version and the generator version. A golden made from anything else is stale."""
+    definition = {
+        "component": spec.id, "spec_version": spec.version, "generator_version": GENERATOR_VERSION,
+        "case": {"id": case.id, "tier": case.tier, "dims": case.dims, "inputs": case.inputs,
+                 "params": case.params, "generator": case.generator},
+        "inputs": [[t.name, t.dtype, list(t.shape)] for t in spec.inputs],
+        "outputs": [[t.name, t.dtype, list(t.shape)] for t in spec.outputs],
+        "dtypes": list(spec.dtypes), "ref": spec.ref, "ties": spec.ties,
+        "bound": spec.tolerance.get("bound"),
+    }
+    text = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def make_inputs(spec: Spec, case: Case) -> dict:
@@ -67,10 +104,8 @@ def _draw(rng, desc, shape):
         x = rng.normal(desc.get("mean", 0.0), desc.get("std", 1.0), size=shape)
     elif dist == "uniform":
         x = rng.uniform(desc.get("low", 0.0), desc.get("high", 1.0), size=shape)
-    elif dist == "integers":
+    else:  # integers (the spec schema admits no other dist)
         x = rng.integers(desc["low"], desc["high"], size=shape)
-    else:
-        raise ValueError(f"unknown dist {dist!r}")
     for kind, amount in (desc.get("special") or {}).items():
         count = amount if isinstance(amount, int) else int(round(amount * x.size))
         where = rng.choice(x.size, size=min(count, x.size), replace=False)
@@ -88,23 +123,11 @@ def _as_declared(dtype: str, value):
     return np.asarray(value).astype(dtype, casting="unsafe")
 
 
-def numpy_dtype(name: str) -> np.dtype:
-    """'bfloat16' and the NumPy names -> np.dtype."""
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
-
-
-def cast_inputs(spec: Spec, inputs: dict, dtype: str) -> dict:
-    """Inputs as an implementation receives them at `dtype`: 'float' inputs cast (round to
-    nearest even), everything else unchanged."""
-    out = {}
-    for t in spec.inputs:
-        value = inputs[t.name]
-        out[t.name] = value.astype(numpy_dtype(dtype)) if t.dtype == "float" else value
-    return out
+def inputs_at(spec: Spec, inputs: dict, dtype: str) -> dict:
+    """The inputs as an implementation receives them at `dtype`: 'float' inputs rounded by
+    llmref's own rounding, everything else unchanged."""
+    return {t.name: round_to(inputs[t.name], dtype) if t.dtype == "float" else inputs[t.name]
+            for t in spec.inputs}
 
 
 def widen(inputs: dict) -> dict:
@@ -115,21 +138,52 @@ def widen(inputs: dict) -> dict:
 
 def call(fn, spec: Spec, inputs: dict, params: dict) -> dict:
     """Call an implementation with keyword arguments named as in the spec; return its outputs
-    as {name: array-or-str} in spec order (it may return one value, a tuple or a dict)."""
-    result = fn(**inputs, **params)
-    names = [t.name for t in spec.outputs]
+    as {name: value} in spec order."""
+    return call_with(fn, [t.name for t in spec.outputs], inputs, params)
+
+
+def call_with(fn, output_names: list, inputs: dict, params: dict) -> dict:
+    """fn(**inputs, **params) with the params deep-copied, so an implementation that mutates a
+    list param cannot change the case for anyone after it. It may return one value, a tuple
+    in output order (a one-element tuple where there is one output), or a dict by output
+    name. Where there is one output, a list is that output's value."""
+    result = fn(**inputs, **copy.deepcopy(params))
+    names = list(output_names)
     if isinstance(result, dict):
         missing = [n for n in names if n not in result]
         if missing:
             raise TypeError(f"returned dict lacks output(s) {missing}")
         return {n: result[n] for n in names}
-    if len(names) == 1:
+    if len(names) == 1 and not isinstance(result, tuple):
         return {names[0]: result}
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        raise TypeError(f"expected {len(names)} outputs {names} as a tuple or dict")
+        raise TypeError(f"expected {len(names)} outputs {names} as a tuple or dict, "
+                        f"got {type(result).__name__}")
     return dict(zip(names, result))
 
 
-def reference_outputs(spec: Spec, inputs: dict, params: dict) -> dict:
-    """Run the reference on float64 inputs."""
-    return call(resolve(spec.ref), spec, widen(inputs), params)
+def compute_case(spec: Spec, case: Case, dtypes=None) -> dict:
+    """{dtype: CaseAt} for `dtypes` (default: every dtype of the spec), from the reference."""
+    inputs = make_inputs(spec, case)
+    return {dtype: compute_at(spec, case, inputs, dtype) for dtype in dtypes or spec.dtypes}
+
+
+def compute_at(spec: Spec, case: Case, inputs: dict, dtype: str) -> CaseAt:
+    fed = inputs_at(spec, inputs, dtype)
+    wide = widen(fed)
+    expected = call(resolve(spec.ref), spec, wide, case.params)
+    expected = {t.name: _as_stored(expected[t.name]) for t in spec.outputs}
+    ties = {}
+    if spec.ties is not None and dtype != "float64":  # at float64 rounded outputs stay exact
+        ties = resolve(spec.ties)(dtype, **wide, **copy.deepcopy(case.params))
+    bounds = {}
+    if spec.tolerance.get("bound") is not None:
+        bounds = resolve(spec.tolerance["bound"])(dtype, **wide, **copy.deepcopy(case.params))
+    return CaseAt(fed, expected, ties, bounds)
+
+
+def _as_stored(value):
+    if isinstance(value, (str, bytes)):
+        return value
+    arr = np.asarray(value)
+    return arr.astype(np.float64) if is_float_dtype(arr.dtype) else arr

@@ -9,8 +9,8 @@ import numpy as np
 
 from llmref.audit import Report, audit
 from llmref.backends import BACKENDS, availability, implementation, simulated
-from llmref.cases import make_inputs
 from llmref.spec import all_specs
+from llmref.store import load_case
 
 # The simulator runs every GPU thread as a Python thread: keep its work to seconds. float16
 # and bfloat16 reach the kernels widened to float32 on the host, so float32 covers the kernel.
@@ -35,7 +35,7 @@ def simulator_cases(spec):
         if case.tier != "smoke":
             continue
         size = sum(np.size(v) if not isinstance(v, (str, bytes)) else len(v)
-                   for v in make_inputs(spec, case).values())
+                   for v in load_case(spec, case).inputs.values())
         if size <= SIMULATOR_MAX_ELEMENTS:
             keep.append(case.id)
     return keep

@@ -1,22 +1,32 @@
-"""The `llmref` command. Exit codes: 0 pass, 1 conformance failure, 2 usage or input error."""
+"""The `llmref` command. Exit codes: 0 pass, 1 conformance failure (or a damaged or stale
+golden), 2 usage or input error.
+
+Every text that comes from a spec, an implementation, an exception or a file is printed
+as plain text (rich `Text`), never interpreted as markup.
+"""
 import argparse
 import json
 import sys
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from llmref.audit import audit
 from llmref.backends import BACKENDS, availability
+from llmref.dtypes import FLOAT_DTYPES, SHORT
 from llmref.errors import GoldenError, InputError, SpecError
+from llmref.spec import component_ids, load_spec, parse_spec_file, resolve
 from llmref.store import generate, verify
-from llmref.spec import FLOAT_DTYPES, component_ids, load_spec, resolve
+from llmref.worker import DEFAULT_TIMEOUT
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
-_SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, markup=False)
+
+
+def say(text, style=None, console=out):
+    console.print(Text(str(text), style=style or ""))
 
 
 def main(argv=None) -> int:
@@ -24,10 +34,10 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except (InputError, SpecError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        say(f"error: {exc}", "red", err)
         return 2
     except GoldenError as exc:
-        err.print(f"[red]golden:[/red] {exc}")
+        say(f"golden: {exc}", "red", err)
         return 1
 
 
@@ -52,6 +62,8 @@ def _parser():
     s = g.add_parser("verify", help="check every golden file against MANIFEST.json")
     s.add_argument("--component", action="append")
     s.add_argument("--root", help="verify this folder instead of the shipped golden/")
+    s.add_argument("--deep", action="store_true",
+                   help="also recompute every golden from the reference and compare")
     s.set_defaults(run=cmd_verify)
 
     s = sub.add_parser("check", help="run accelerated backends against the goldens")
@@ -65,17 +77,26 @@ def _parser():
     s.set_defaults(run=cmd_check)
 
     s = sub.add_parser("audit", help="judge an implementation MODULE:CALLABLE")
-    s.add_argument("component")
+    s.add_argument("component", help="a shipped component (see `llmref list`)")
     s.add_argument("target", metavar="MODULE:CALLABLE")
+    s.add_argument("--spec", metavar="FILE", help="audit against this spec file instead of a "
+                   "shipped one (its cases are computed live by the reference it names)")
     s.add_argument("--case", action="append")
     s.add_argument("--dtype", choices=FLOAT_DTYPES)
     s.add_argument("--tier", choices=("smoke", "full"), default="smoke")
+    s.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds per case before TIMEOUT (default {DEFAULT_TIMEOUT:g})")
+    s.add_argument("--in-process", action="store_true",
+                   help="run the implementation in this process (debugging: no isolation)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
     s.set_defaults(run=cmd_audit)
 
-    s = sub.add_parser("selftest", help="prove each spec's wrong variants are rejected")
+    s = sub.add_parser("selftest", help="prove wrong variants and trivial mutants are rejected")
     s.add_argument("--component", action="append")
+    s.add_argument("--dtype", action="append", choices=FLOAT_DTYPES)
+    s.add_argument("--tier", choices=("smoke", "full"), default="smoke")
+    s.add_argument("--json", action="store_true")
     s.set_defaults(run=cmd_selftest)
     return p
 
@@ -99,63 +120,64 @@ def cmd_list(args):
             "backends": {b: {"available": ok, "note": note} for b, (ok, note) in backends.items()},
         }, indent=1))
         return 0
-    problems = {p[0].split("/")[0] for p in verify(component_ids())}
+    problems = {p[0].split("/")[0] for p in verify()}
     table = Table(title="llmref components")
     for col in ("component", "v", "cases (smoke/full)", "goldens", "dtypes", "backends", "summary"):
         table.add_column(col)
     for s in specs:
         smoke = sum(c.tier == "smoke" for c in s.cases)
         table.add_row(s.id, str(s.version), f"{smoke}/{len(s.cases) - smoke}",
-                      "[red]problem[/red]" if s.id in problems else "ok",
-                      ",".join(_SHORT[d] for d in s.dtypes), ", ".join(sorted(s.accel)), s.summary)
+                      Text("problem", "red") if s.id in problems else Text("ok"),
+                      ",".join(SHORT[d] for d in s.dtypes), ", ".join(sorted(s.accel)), Text(s.summary))
     out.print(table)
     for b, (ok, note) in backends.items():
-        out.print(f"backend {b}: " + ("[green]available[/green]" if ok else "[yellow]unavailable[/yellow]")
-                  + f" ({escape(note)})")
+        out.print(Text.assemble(f"backend {b}: ", ("available", "green") if ok else
+                                ("unavailable", "yellow"), f" ({note})"))
     return 0
 
 
 def cmd_show(args):
     spec = load_spec(_components([args.component])[0])
-    out.print(f"[bold]{spec.id}[/bold] v{spec.version}: {spec.summary}\n")
-    out.print(spec.definition.rstrip() + "\n")
+    say(f"{spec.id} v{spec.version}: {spec.summary}\n", "bold")
+    say(spec.definition.rstrip() + "\n")
     for title, items in (("Conventions", spec.conventions), ("References", spec.references)):
-        out.print(f"[bold]{title}[/bold]")
+        say(title, "bold")
         for item in items:
-            out.print(f"  - {item}")
-    out.print(f"[bold]Reference[/bold] {spec.ref}")
+            say(f"  - {item}")
+    say(f"Reference {spec.ref}")
     for b, entry in spec.accel.items():
-        out.print(f"[bold]{b}[/bold] {entry['impl']} ({', '.join(entry['dtypes'])})")
+        say(f"{b} {entry['impl']} ({', '.join(entry['dtypes'])})")
     for kind, tensors in (("input", spec.inputs), ("output", spec.outputs)):
         for t in tensors:
-            out.print(f"  {kind} {t.name}: {t.dtype}{list(t.shape)} {t.doc}")
+            say(f"  {kind} {t.name}: {t.dtype}{list(t.shape)} {t.doc}")
     for name, p in spec.params.items():
-        out.print(f"  param {name}: {p['type']} = {p['default']!r} {p['doc']}")
+        say(f"  param {name}: {p['type']} = {p['default']!r} {p['doc']}")
     tol = spec.tolerance
-    out.print(f"[bold]Tolerance[/bold] {tol['ulps']} ulps"
-              + (f" x sqrt({tol['reduction']})" if tol.get("reduction") else "") + f": {tol['reason']}")
-    out.print("[bold]Cases[/bold]")
+    say(f"Tolerance {tol['ulps']} ulps" + (f" x sqrt({tol['reduction']})" if tol.get("reduction") else "")
+        + f": {tol['reason']}")
+    say("Cases", "bold")
     for c in spec.cases:
-        out.print(f"  {c.id} [{c.tier}] {c.dims or ''} {c.params} {c.note}")
-    out.print("[bold]Wrong variants[/bold]")
+        say(f"  {c.id} [{c.tier}] {c.dims or ''} {c.params} {c.note}")
+    say("Wrong variants", "bold")
     for v in spec.wrong_variants:
-        out.print(f"  {v.id} (at {v.dtype}): {v.description}")
+        say(f"  {v.id} (at {v.dtype}): {v.description}")
     return 0
 
 
 def cmd_generate(args):
     written = generate(_components(args.component), args.out)
-    out.print(f"wrote {len(written)} golden files")
+    say(f"wrote {len(written)} golden files")
     return 0
 
 
 def cmd_verify(args):
-    problems = verify(_components(args.component), args.root)
+    components = _components(args.component) if args.component else None
+    problems = verify(components, args.root, deep=args.deep)
     for rel, reason in problems:
-        out.print(f"[red]FAIL[/red] {rel}: {reason}")
+        say(f"FAIL {rel}: {reason}", "red")
     if problems:
         return 1
-    out.print("all goldens match MANIFEST.json")
+    say("all goldens match MANIFEST.json" + (" and the reference recomputed now" if args.deep else ""))
     return 0
 
 
@@ -184,7 +206,7 @@ def cmd_check(args):
     for cell in failed:
         _print_failures(cell.report, f"{cell.component} / {cell.backend} / {cell.dtype}")
     ran = [c for c in cells if c.report]
-    out.print(f"{len(ran) - len(failed)} of {len(ran)} component x backend x dtype cells passed")
+    say(f"{len(ran) - len(failed)} of {len(ran)} component x backend x dtype cells passed")
     return 1 if failed else 0
 
 
@@ -197,63 +219,83 @@ def _print_matrix(cells, backends):
         if c.status == "unavailable":
             unavailable[c.backend] = c.note
     for b in backends:
-        why = f"\n[yellow]unavailable: {escape(unavailable[b])}[/yellow]" if b in unavailable else ""
-        table.add_column(b + why)
+        header = Text(b)
+        if b in unavailable:
+            header.append(f"\nunavailable: {unavailable[b]}", "yellow")
+        table.add_column(header)
     for component, by_backend in rows.items():
         row = [component]
         for b in backends:
-            parts = []
+            cell = Text()
             for c in by_backend.get(b, []):
                 if c.status == "unavailable":
-                    parts.append("[yellow]unavailable[/yellow]")
+                    cell.append("unavailable ", "yellow")
                 elif c.status == "absent":
-                    parts.append("[dim]-[/dim]")
+                    cell.append("- ", "dim")
                 else:
-                    color = "green" if c.status == "pass" else "red"
-                    parts.append(f"[{color}]{_SHORT[c.dtype]} {c.note}[/{color}]")
-            row.append(" ".join(parts))
+                    cell.append(f"{SHORT[c.dtype]} {c.note} ", "green" if c.status == "pass" else "red")
+            row.append(cell)
         table.add_row(*row)
     out.print(table)
-    out.print("- = no implementation of that component for that backend")
+    say("- = no implementation of that component for that backend")
 
 
 def _print_failures(report, title):
     for r in report.failures():
-        out.print(f"[red]{r.outcome.value}[/red] {title} case {r.case}: {r.detail}")
+        say(f"{r.outcome.value} {title} case {r.case}: {r.detail}", "red")
         for c in r.comparisons:
-            if c.metrics and c.outcome.value != "PASSED":
+            if c.metrics and c.outcome.value != "PASSED" and "nmse" in c.metrics:
                 m = c.metrics
-                out.print(f"    {c.output}: max_abs={m.get('max_abs_err', 0):.3g} "
-                          f"max_rel={m.get('max_rel_err', 0):.3g} nmse={m.get('nmse', 0):.3g} "
-                          f"cosine={m.get('cosine', 1):.9f} worst={m.get('worst_index')}")
-        out.print(f"    reproduce: {r.repro}")
+                say(f"    {c.output}: max_abs={m['max_abs_err']:.3g} max_rel={m['max_rel_err']:.3g} "
+                    f"nmse={m['nmse']:.3g} cosine={m['cosine']:.9f} error/bound={m['headroom']:.3g} "
+                    f"worst={m.get('worst_index')}")
+        say(f"    reproduce: {r.repro}")
 
 
 def cmd_audit(args):
-    sys.path.insert(0, "")
-    try:
-        fn = resolve(args.target)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise InputError(f"MODULE:CALLABLE: cannot load {args.target!r} ({exc})") from None
-    report = audit(args.component, fn, cases=args.case, dtype=args.dtype, tier=args.tier,
-                   label=args.target)
+    spec = parse_spec_file(args.spec) if args.spec else load_spec(_components([args.component])[0])
+    if spec.id != args.component:
+        raise InputError(f"--spec: {args.spec} defines {spec.id!r}, not {args.component!r}")
+    target = args.target
+    if args.in_process:
+        target = _import_here(args.target)
+    if args.timeout <= 0:
+        raise InputError(f"--timeout: must be > 0 seconds, got {args.timeout:g}")
+    report = audit(spec, target, cases=args.case, dtype=args.dtype, tier=args.tier,
+                   label=args.target, timeout=args.timeout)
     _write_junit(args.junit, [report])
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
         return 0 if report.passed else 1
-    table = Table(title=f"audit {report.component} {report.implementation} at {report.dtype}")
-    for col in ("case", "outcome", "max abs err", "nmse", "cosine"):
+    table = Table(title=Text(f"audit {report.component} {report.implementation} at {report.dtype} "
+                             f"({report.isolation})"))
+    for col in ("case", "outcome", "max abs err", "nmse", "cosine", "error/bound"):
         table.add_column(col)
     for r in report.results:
         m = next((c.metrics for c in r.comparisons if c.metrics.get("nmse") is not None), {})
         color = "green" if r.outcome.value == "PASSED" else "red"
-        table.add_row(r.case, f"[{color}]{r.outcome.value}[/{color}]",
+        table.add_row(r.case, Text(r.outcome.value, color),
                       f"{m['max_abs_err']:.3g}" if m else "", f"{m['nmse']:.3g}" if m else "",
-                      f"{m['cosine']:.9f}" if m else "")
+                      f"{m['cosine']:.9f}" if m else "", f"{m['headroom']:.3g}" if m else "")
     out.print(table)
     _print_failures(report, f"{report.component} / {report.implementation} / {report.dtype}")
-    out.print("[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]")
+    say("PASSED" if report.passed else "FAILED", "green" if report.passed else "red")
     return 0 if report.passed else 1
+
+
+def _import_here(target):
+    """Import the implementation into this process (--in-process); the current directory is
+    searched after every installed package."""
+    sys.path.append("")
+    try:
+        fn = resolve(target, "MODULE:CALLABLE")
+    except SpecError as exc:
+        raise InputError(str(exc)) from None
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt raised while importing
+        raise InputError(f"MODULE:CALLABLE: importing {target!r} raised {type(exc).__name__}") from None
+    if not callable(fn):
+        raise InputError(f"MODULE:CALLABLE: {target!r} is not callable")
+    return fn
 
 
 def _write_junit(path, reports):
@@ -265,14 +307,53 @@ def _write_junit(path, reports):
 
 
 def cmd_selftest(args):
-    from llmref.selftest import run_selftest
+    from llmref.selftest import largest_bounds, run_mutants, run_variants
 
-    bad = 0
-    for spec, variant, report, caught in run_selftest(_components(args.component)):
-        mark = "[green]rejected[/green]" if caught else "[red]NOT REJECTED[/red]"
-        outcomes = ", ".join(f"{k}={v}" for k, v in report.counts().items())
-        out.print(f"{spec.id} / {variant.id} at {variant.dtype}: {mark} ({outcomes})")
-        bad += not caught
+    components = _components(args.component)
+    rows, bad, summary = [], 0, {"components": []}
+    for component in components:
+        checks = run_mutants(component, args.dtype, args.tier)
+        entry = {"component": component, "dtypes": {}, "variants": []}
+        for dtype in dict.fromkeys(c.dtype for c in checks):
+            mine = [c for c in checks if c.dtype == dtype]
+            applicable = [c for c in mine if c.outcome is not None and c.mutant != "expected"]
+            escaped = [c for c in mine if not c.ok]
+            bad += len(escaped)
+            entry["dtypes"][dtype] = {"mutants": len(applicable), "rejected": len(applicable) - len(
+                [c for c in escaped if c.mutant != "expected"]), "not_applicable": len(
+                [c for c in mine if c.outcome is None]), "escaped": [
+                {"case": c.case, "output": c.output, "mutant": c.mutant, "outcome": c.outcome.value}
+                for c in escaped]}
+            rows.append((component, dtype, entry["dtypes"][dtype], escaped))
+        summary["components"].append(entry)
+    for result in run_variants(components):
+        bad += not result.caught
+        next(e for e in summary["components"] if e["component"] == result.component)["variants"].append(
+            {"id": result.variant.id, "dtype": result.variant.dtype, "caught": result.caught,
+             "counts": result.report.counts()})
+        rows.append((result.component, result.variant, result, None))
+    bounds = largest_bounds(components, args.tier)
+    summary["largest_rtol"] = {d: {"rtol": r, "component": c, "case": k} for d, (r, c, k) in bounds.items()}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 1 if bad else 0
+    for component, key, value, escaped in rows:
+        if escaped is not None:
+            ok = not escaped
+            say(f"{component} at {key}: trivial mutants {value['rejected']}/{value['mutants']} rejected"
+                f" ({value['not_applicable']} not applicable), correctly rounded output "
+                + ("passed" if not any(c.mutant == "expected" for c in escaped) else "FAILED"),
+                "green" if ok else "red")
+            for c in escaped:
+                say(f"    {'control' if c.mutant == 'expected' else 'NOT REJECTED'}: case {c.case} "
+                    f"output {c.output} mutant {c.mutant} -> {c.outcome.value}", "red")
+        else:
+            outcomes = ", ".join(f"{k}={v}" for k, v in value.report.counts().items())
+            say(f"{component} / {key.id} at {key.dtype}: "
+                + ("rejected" if value.caught else "NOT REJECTED") + f" ({outcomes})",
+                "green" if value.caught else "red")
+    for dtype, (rtol, component, case) in bounds.items():
+        say(f"largest relative bound at {dtype}: {rtol:.3g} ({component} / {case})")
     return 1 if bad else 0
 
 

@@ -1,25 +1,32 @@
 """Load and validate component specs (`specs/<component>.yaml`).
 
-A spec is plain data read with `yaml.safe_load` and checked against the schema below; a bad
-spec fails with `SpecError("FILE: FIELD: REASON")`. See README.md for the format.
+A spec is plain data read with `yaml.safe_load` and checked field by field against the
+schema below (types, ranges, and every name it refers to: dims, params, cases, and the
+reference, tie and bound functions, imported at load). A bad spec fails with
+`SpecError("FILE: FIELD: REASON")` when it is loaded, never later with a traceback.
+Accelerated targets are not imported at load (that would compile kernels); their form is
+checked here and a test resolves every one of them. See CONTRIBUTING.md for the format.
 """
 import importlib
+import inspect
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from llmref.dtypes import FLOAT_DTYPES, TENSOR_KINDS
 from llmref.errors import SpecError
 from llmref.paths import specs_dir
 
-FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
-# 'float' follows the evaluation dtype; the rest are fixed. 'str' and 'bytes' are stored as
-# UTF-8 / raw uint8 arrays in goldens and handed to implementations as Python str / bytes.
-TENSOR_DTYPES = ("float", "float64", "float32", "int64", "int32", "int16", "int8", "uint8",
-                 "bool", "str", "bytes")
 BACKENDS = ("numba-cpu", "numba-cuda", "cupy")
 TIERS = ("smoke", "full")
+PARAM_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,)}
+# The input recipes `llmref.cases` draws from, and the keys each one takes.
+DISTS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "integers": ("low", "high")}
+SPECIALS = ("neg_inf", "inf", "nan", "zero", "neg_zero", "denormal")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -38,7 +45,7 @@ class Case:
     id: str
     tier: str
     dims: dict
-    inputs: dict  # input name -> generator description (see llmref.cases)
+    inputs: dict  # input name -> recipe (see llmref.cases)
     params: dict
     generator: str | None  # 'module:function' building all inputs, instead of `inputs`
     note: str
@@ -62,9 +69,10 @@ class Spec:
     conventions: tuple
     references: tuple
     ref: str
+    ties: str | None  # 'module:function' marking outputs that lie near a rounding tie
     accel: dict  # backend -> {'impl': 'module:fn', 'dtypes': [...]}
     inputs: tuple
-    params: dict  # name -> {'type':..., 'default':..., 'doc':...}
+    params: dict  # name -> {'type':..., 'default':..., 'doc':..., 'choices': [...] or None}
     outputs: tuple
     dtypes: tuple
     tolerance: dict
@@ -83,10 +91,13 @@ class Spec:
         return any(t.dtype == "float" for t in self.inputs)
 
 
-def resolve(target: str):
-    """Import 'package.module:function' and return the function."""
+def resolve(target: str, where: str = "target"):
+    """Import 'package.module:function' and return it; failure is a SpecError naming `where`."""
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except Exception as exc:  # ImportError, AttributeError, or the module raising on import
+        raise SpecError(f"{where}: cannot import {target!r} ({type(exc).__name__}: {exc})") from None
 
 
 def spec_paths() -> list:
@@ -101,12 +112,13 @@ _CACHE = {}
 
 
 def load_spec(component: str) -> Spec:
-    """The validated spec of one component (cached per process)."""
+    """The validated spec of one shipped component (cached per process). Only the names of
+    shipped specs are accepted: a path or any other string is an error, never a file read."""
     if component not in _CACHE:
-        path = specs_dir() / f"{component}.yaml"
-        if not path.exists():
-            raise SpecError(f"{component}: no such component (known: {', '.join(component_ids())})")
-        _CACHE[component] = parse_spec_file(path)
+        known = component_ids()
+        if component not in known:
+            raise SpecError(f"{component}: no such component (known: {', '.join(known)})")
+        _CACHE[component] = parse_spec_file(specs_dir() / f"{component}.yaml")
     return _CACHE[component]
 
 
@@ -118,6 +130,8 @@ def parse_spec_file(path) -> Spec:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path.name}: cannot be read ({exc})") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path.name}: (yaml): {exc}") from None
     return parse_spec(data, path)
@@ -127,7 +141,7 @@ def parse_spec(data, path) -> Spec:
     f = _Fields(Path(path).name)
     f.need(isinstance(data, dict), "(top)", "must be a mapping")
     for key in data:
-        f.need(key in _TOP_KEYS, key, f"unknown field (allowed: {', '.join(_TOP_KEYS)})")
+        f.need(key in _TOP_KEYS, str(key), f"unknown field (allowed: {', '.join(_TOP_KEYS)})")
     sid = f.get(data, "id", str)
     f.need(_ID.match(sid) is not None, "id", "must be lower_snake_case")
     f.need(sid == Path(path).stem, "id", f"must equal the file name stem {Path(path).stem!r}")
@@ -138,47 +152,42 @@ def parse_spec(data, path) -> Spec:
     f.need(len(outputs) > 0, "outputs", "at least one output is required")
     names = [t.name for t in inputs + outputs]
     f.need(len(set(names)) == len(names), "inputs/outputs", "names must be unique")
-    params = {}
-    for i, p in enumerate(data.get("params") or []):
-        where = f"params[{i}]"
-        f.need(isinstance(p, dict) and isinstance(p.get("name"), str), where, "needs a name")
-        f.need(p.get("type") in ("int", "float", "bool", "str", "list"), f"{where}.type",
-               "must be int, float, bool, str or list")
-        params[p["name"]] = {"type": p["type"], "default": p.get("default"), "doc": p.get("doc", "")}
-    dtypes = tuple(data.get("dtypes") or ("float64",))
+    params = _params(f, data.get("params"))
+    dtypes = tuple(f.get(data, "dtypes", list) if "dtypes" in data else ("float64",))
     for d in dtypes:
         f.need(d in FLOAT_DTYPES, "dtypes", f"{d!r} is not one of {FLOAT_DTYPES}")
-    f.need(dtypes[0] == "float64", "dtypes", "must start with float64 (the golden precision)")
+    f.need(len(dtypes) > 0 and dtypes[0] == "float64", "dtypes",
+           "must start with float64 (the golden precision)")
+    f.need(len(set(dtypes)) == len(dtypes), "dtypes", "must not repeat")
     tolerance = _tolerance(f, data.get("tolerance"), dtypes)
-    ref = f.get(data, "ref", str)
-    f.need(_TARGET.match(ref) is not None, "ref", "must be 'module:function'")
-    accel = {}
-    for backend, entry in (data.get("accel") or {}).items():
-        f.need(backend in BACKENDS, f"accel.{backend}", f"unknown backend (known: {BACKENDS})")
-        entry = {"impl": entry} if isinstance(entry, str) else dict(entry or {})
-        f.need(_TARGET.match(str(entry.get("impl"))) is not None, f"accel.{backend}.impl",
-               "must be 'module:function'")
-        entry.setdefault("dtypes", list(dtypes))
-        for d in entry["dtypes"]:
-            f.need(d in dtypes, f"accel.{backend}.dtypes", f"{d!r} is not in the spec's dtypes")
-        accel[backend] = entry
-    cases = tuple(_case(f, i, c, inputs, params) for i, c in enumerate(f.get(data, "cases", list)))
+    ref = _function(f, "ref", f.get(data, "ref", str))
+    ties = _function(f, "ties", data["ties"]) if data.get("ties") is not None else None
+    accel = _accel(f, data.get("accel"), dtypes)
+    shape_dims = {d for t in inputs + outputs for d in t.shape if isinstance(d, str)}
+    raw_cases = f.get(data, "cases", list)
+    cases = tuple(_case(f, i, c, inputs, params, tolerance, shape_dims)
+                  for i, c in enumerate(raw_cases))
     ids = [c.id for c in cases]
     f.need(len(set(ids)) == len(ids), "cases", "case ids must be unique")
     f.need(any(c.tier == "smoke" for c in cases), "cases", "at least one smoke case is required")
-    variants = tuple(_variant(f, i, v, dtypes, ids) for i, v in enumerate(data.get("wrong_variants") or []))
+    variants = tuple(_variant(f, i, v, dtypes, ids)
+                     for i, v in enumerate(data.get("wrong_variants") or []))
+    variant_ids = [v.id for v in variants]
+    f.need(len(set(variant_ids)) == len(variant_ids), "wrong_variants", "ids must be unique")
     references = tuple(f.get(data, "references", list))
-    f.need(len(references) > 0, "references", "cite at least one source")
+    f.need(len(references) > 0 and all(isinstance(r, str) for r in references), "references",
+           "cite at least one source, each as a string")
+    conventions = tuple(data.get("conventions") or ())
+    f.need(all(isinstance(c, str) for c in conventions), "conventions", "must be strings")
     return Spec(id=sid, version=version, summary=f.get(data, "summary", str),
-                definition=f.get(data, "definition", str),
-                conventions=tuple(data.get("conventions") or ()), references=references,
-                ref=ref, accel=accel, inputs=inputs, params=params, outputs=outputs,
-                dtypes=dtypes, tolerance=tolerance, cases=cases, wrong_variants=variants,
-                path=Path(path))
+                definition=f.get(data, "definition", str), conventions=conventions,
+                references=references, ref=ref, ties=ties, accel=accel, inputs=inputs,
+                params=params, outputs=outputs, dtypes=dtypes, tolerance=tolerance, cases=cases,
+                wrong_variants=variants, path=Path(path))
 
 
 _TOP_KEYS = ("id", "version", "summary", "definition", "conventions", "references", "ref",
-             "accel", "inputs", "params", "outputs", "dtypes", "tolerance", "cases",
+             "ties", "accel", "inputs", "params", "outputs", "dtypes", "tolerance", "cases",
              "wrong_variants")
 
 
@@ -201,65 +210,244 @@ class _Fields:
         return value
 
 
+def _function(f, field, target):
+    f.need(isinstance(target, str) and _TARGET.match(target) is not None, field,
+           "must be 'module:function'")
+    resolve(target, f"{f.filename}: {field}")
+    return target
+
+
+def _positive_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
 def _tensor(f, where, t) -> Tensor:
     f.need(isinstance(t, dict), where, "must be a mapping")
+    for key in t:
+        f.need(key in ("name", "dtype", "shape", "allow", "doc"), f"{where}.{key}", "unknown field")
     name = f.get(t, "name", str, f"{where}.")
+    f.need(_ID.match(name) is not None or name.isidentifier(), f"{where}.name", "must be an identifier")
     dtype = f.get(t, "dtype", str, f"{where}.")
-    f.need(dtype in TENSOR_DTYPES, f"{where}.dtype", f"{dtype!r} is not one of {TENSOR_DTYPES}")
+    f.need(dtype in TENSOR_KINDS, f"{where}.dtype", f"{dtype!r} is not one of {TENSOR_KINDS}")
     shape = t.get("shape", [])
-    f.need(isinstance(shape, list), f"{where}.shape", "must be a list of ints and dim names")
+    f.need(isinstance(shape, list) and all(
+        (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or isinstance(d, str)
+        for d in shape), f"{where}.shape", "must be a list of sizes and dim names")
     allow = tuple(t.get("allow") or ())
     for a in allow:
         f.need(a in ("nan", "inf", "neg_inf"), f"{where}.allow", f"{a!r} is not nan, inf or neg_inf")
-    return Tensor(name, dtype, tuple(shape), allow, t.get("doc", ""))
+    return Tensor(name, dtype, tuple(shape), allow, str(t.get("doc", "")))
+
+
+def _params(f, raw) -> dict:
+    params = {}
+    f.need(raw is None or isinstance(raw, list), "params", "must be a list")
+    for i, p in enumerate(raw or []):
+        where = f"params[{i}]"
+        f.need(isinstance(p, dict) and isinstance(p.get("name"), str), where, "needs a name")
+        for key in p:
+            f.need(key in ("name", "type", "default", "doc", "choices"), f"{where}.{key}", "unknown field")
+        f.need(p.get("type") in PARAM_TYPES, f"{where}.type", f"must be one of {tuple(PARAM_TYPES)}")
+        f.need(p["name"] not in params, f"{where}.name", "is declared twice")
+        choices = p.get("choices")
+        f.need(choices is None or (isinstance(choices, list) and choices), f"{where}.choices",
+               "must be a non-empty list")
+        params[p["name"]] = {"type": p["type"], "default": p.get("default"),
+                             "doc": str(p.get("doc", "")), "choices": choices}
+        if p.get("default") is not None:
+            _check_param(f, f"{where}.default", params[p["name"]], p["default"])
+    return params
+
+
+def _check_param(f, where, declared, value):
+    kinds = PARAM_TYPES[declared["type"]]
+    f.need(isinstance(value, kinds) and (declared["type"] == "bool" or not isinstance(value, bool)),
+           where, f"must be of type {declared['type']}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float):
+        f.need(math.isfinite(value), where, f"must be finite, got {value!r}")
+    if declared["choices"] is not None:
+        f.need(value in declared["choices"], where, f"{value!r} is not one of {declared['choices']}")
 
 
 def _tolerance(f, tol, dtypes) -> dict:
     f.need(isinstance(tol, dict), "tolerance", "is required (ulps, reason)")
-    f.need(isinstance(tol.get("ulps"), (int, float)) and tol["ulps"] > 0, "tolerance.ulps",
-           "must be a positive number (error growth in units of roundoff)")
+    for key in tol:
+        f.need(key in ("ulps", "reduction", "reason", "overrides", "bound"), f"tolerance.{key}",
+               "unknown field (allowed: ulps, reduction, reason, overrides, bound)")
+    f.need(_positive_number(tol.get("ulps")), "tolerance.ulps",
+           "must be a positive finite number (error growth in units of roundoff)")
     f.need(isinstance(tol.get("reason"), str) and tol["reason"].strip(), "tolerance.reason",
            "state why this growth factor is right")
-    for d, over in (tol.get("overrides") or {}).items():
+    reduction = tol.get("reduction")
+    if reduction is not None:
+        f.need(isinstance(reduction, (int, str)) and not isinstance(reduction, bool),
+               "tolerance.reduction", "must be a size, a dim name, or a product 'A*B'")
+        for part in str(reduction).split("*"):
+            f.need(re.match(r"^\s*(\d+|[A-Za-z_]\w*)\s*$", part) is not None, "tolerance.reduction",
+                   f"{part!r} is neither a size nor a name (each case must give it as a dim or param)")
+    if tol.get("bound") is not None:
+        _function(f, "tolerance.bound", tol["bound"])
+    overrides = tol.get("overrides") or {}
+    f.need(isinstance(overrides, dict), "tolerance.overrides", "must map dtypes to {ulps, reason}")
+    for d, over in overrides.items():
         f.need(d in dtypes, f"tolerance.overrides.{d}", "not one of the spec's dtypes")
-        f.need(isinstance(over, dict) and isinstance(over.get("reason"), str),
+        f.need(isinstance(over, dict) and isinstance(over.get("reason"), str) and over["reason"].strip(),
                f"tolerance.overrides.{d}", "needs a reason")
+        for key in over:
+            f.need(key in ("ulps", "reason"), f"tolerance.overrides.{d}.{key}", "unknown field")
+        f.need("ulps" not in over or _positive_number(over["ulps"]), f"tolerance.overrides.{d}.ulps",
+               "must be a positive finite number")
     return tol
 
 
-def _case(f, i, c, inputs, params) -> Case:
+def _accel(f, raw, dtypes) -> dict:
+    accel = {}
+    f.need(raw is None or isinstance(raw, dict), "accel", "must map backends to 'module:function'")
+    for backend, entry in (raw or {}).items():
+        f.need(backend in BACKENDS, f"accel.{backend}", f"unknown backend (known: {BACKENDS})")
+        entry = {"impl": entry} if isinstance(entry, str) else entry
+        f.need(isinstance(entry, dict), f"accel.{backend}", "must be 'module:function' or {impl, dtypes}")
+        entry = dict(entry)
+        f.need(_TARGET.match(str(entry.get("impl"))) is not None, f"accel.{backend}.impl",
+               "must be 'module:function'")
+        entry.setdefault("dtypes", list(dtypes))
+        f.need(isinstance(entry["dtypes"], list), f"accel.{backend}.dtypes", "must be a list")
+        for d in entry["dtypes"]:
+            f.need(d in dtypes, f"accel.{backend}.dtypes", f"{d!r} is not in the spec's dtypes")
+        accel[backend] = entry
+    return accel
+
+
+def _case(f, i, c, inputs, params, tolerance, shape_dims) -> Case:
     where = f"cases[{i}]"
     f.need(isinstance(c, dict), where, "must be a mapping")
+    for key in c:
+        f.need(key in ("id", "tier", "dims", "inputs", "params", "generator", "note"),
+               f"{where}.{key}", "unknown field")
     cid = f.get(c, "id", str, f"{where}.")
     f.need(_ID.match(cid) is not None, f"{where}.id", "must be lower_snake_case")
     where = f"cases[{cid}]"
     tier = c.get("tier", "smoke")
     f.need(tier in TIERS, f"{where}.tier", f"must be one of {TIERS}")
+    dims = c.get("dims") or {}
+    f.need(isinstance(dims, dict) and all(isinstance(k, str) for k in dims), f"{where}.dims",
+           "must map dim names to values")
+    for name, size in dims.items():
+        f.need(isinstance(size, (int, str, list)) and not isinstance(size, bool),
+               f"{where}.dims.{name}", "must be a size (or, for a generator, a name or list)")
     generator = c.get("generator")
     case_inputs = c.get("inputs") or {}
+    f.need(isinstance(case_inputs, dict), f"{where}.inputs", "must map input names to recipes")
+    declared = {t.name: t for t in inputs}
+    for name in case_inputs:
+        f.need(name in declared, f"{where}.inputs.{name}", "is not a declared input")
+    used = set(shape_dims)  # a dim named in a declared shape documents that shape
     if generator is not None:
-        f.need(_TARGET.match(str(generator)) is not None, f"{where}.generator", "must be 'module:function'")
+        f.need(not case_inputs, f"{where}.inputs", "a case gives either a generator or inputs")
+        _function(f, f"{where}.generator", generator)
+        _check_generator_dims(f, where, generator, dims)
+        used |= set(dims)
     else:
         for t in inputs:
             f.need(t.name in case_inputs, f"{where}.inputs.{t.name}", "is required (or give a generator)")
-    for name in case_inputs:
-        f.need(name in [t.name for t in inputs], f"{where}.inputs.{name}", "is not a declared input")
+            used |= _check_recipe(f, f"{where}.inputs.{t.name}", case_inputs[t.name], t, dims)
     case_params = dict(c.get("params") or {})
-    for name in case_params:
+    for name, value in case_params.items():
         f.need(name in params, f"{where}.params.{name}", "is not a declared param")
+        _check_param(f, f"{where}.params.{name}", params[name], value)
     full = {name: p["default"] for name, p in params.items()}
     full.update(case_params)
     for name, value in full.items():
         f.need(value is not None, f"{where}.params.{name}", "has no value and no default")
-    return Case(cid, tier, dict(c.get("dims") or {}), case_inputs, full, generator, c.get("note", ""))
+    reduction = tolerance.get("reduction")
+    for part in str(reduction).split("*") if reduction is not None else ():
+        part = part.strip()
+        if not part.isdigit():
+            f.need(isinstance(dims.get(part, full.get(part)), int), f"{where}.dims",
+                   f"must give the reduction length {part!r} as an integer")
+            used.add(part)
+    for name in dims:
+        f.need(name in used, f"{where}.dims.{name}", "is not a dim of any declared shape, the reduction or the generator")
+    return Case(cid, tier, dict(dims), case_inputs, full, generator, str(c.get("note", "")))
+
+
+def _check_generator_dims(f, where, generator, dims):
+    """The generator is called as fn(rng, **dims): its signature must take exactly those."""
+    sig = inspect.signature(resolve(generator, f"{f.filename}: {where}.generator"))
+    names = list(sig.parameters)[1:]
+    required = [n for n in names if sig.parameters[n].default is inspect.Parameter.empty]
+    for name in dims:
+        f.need(name in names, f"{where}.dims.{name}", f"is not a parameter of {generator}")
+    for name in required:
+        f.need(name in dims, f"{where}.dims", f"must give {name!r}, required by {generator}")
+
+
+def _check_recipe(f, where, desc, tensor, dims) -> set:
+    """Validate one input recipe; return the dim names it draws its shape from."""
+    f.need(isinstance(desc, dict), where, "must be a mapping")
+    kinds = [k for k in ("dist", "values", "text") if k in desc]
+    f.need(len(kinds) == 1, where, "needs exactly one of dist, values, text")
+    allowed = {"dist": ("dist", "shape", "special") + DISTS.get(desc.get("dist"), ()),
+               "values": ("values", "shape"), "text": ("text",)}[kinds[0]]
+    for key in desc:
+        f.need(key in allowed, f"{where}.{key}", f"unknown field (allowed: {', '.join(allowed)})")
+    if "text" in desc:
+        f.need(isinstance(desc["text"], str), f"{where}.text", "must be a string")
+        return set()
+    shape = desc.get("shape")
+    f.need(shape is None or (isinstance(shape, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)),
+        f"{where}.shape", "must be a list of sizes")
+    if "values" in desc:
+        return _bind_values(f, where, desc["values"], tensor, dims) if shape is None else set()
+    f.need(desc["dist"] in DISTS, f"{where}.dist", f"{desc['dist']!r} is not one of {tuple(DISTS)}")
+    for key in DISTS[desc["dist"]]:
+        f.need(key not in desc or (isinstance(desc[key], (int, float)) and not isinstance(desc[key], bool)
+                                   and math.isfinite(desc[key])), f"{where}.{key}", "must be a finite number")
+    if desc["dist"] == "integers":
+        f.need("low" in desc and "high" in desc and desc["low"] < desc["high"], where,
+               "integers needs low < high")
+    special = desc.get("special") or {}
+    f.need(isinstance(special, dict), f"{where}.special", "must map special values to amounts")
+    for kind, amount in special.items():
+        f.need(kind in SPECIALS, f"{where}.special.{kind}", f"is not one of {SPECIALS}")
+        f.need(isinstance(amount, (int, float)) and not isinstance(amount, bool) and amount >= 0
+               and (isinstance(amount, int) or amount < 1), f"{where}.special.{kind}",
+               "must be a count (int) or a fraction in [0, 1)")
+    if shape is not None:
+        return set()
+    names = {d for d in tensor.shape if isinstance(d, str)}
+    for name in names:
+        f.need(isinstance(dims.get(name), int), f"{where}",
+               f"draws shape {list(tensor.shape)} but the case gives no integer dim {name!r}")
+    return names
+
+
+def _bind_values(f, where, values, tensor, dims) -> set:
+    """Dims a literal input pins down: each one the case states must equal the literal's size."""
+    try:
+        sizes = np.shape(values)
+    except ValueError:
+        sizes = ()
+    if len(sizes) != len(tensor.shape):
+        return set()
+    bound = set()
+    for declared, size in zip(tensor.shape, sizes):
+        if isinstance(declared, str) and declared in dims:
+            f.need(dims[declared] == size, f"{where}.values",
+                   f"has {declared} = {size}, but the case's dims say {dims[declared]}")
+            bound.add(declared)
+    return bound
 
 
 def _variant(f, i, v, dtypes, case_ids) -> WrongVariant:
     where = f"wrong_variants[{i}]"
     f.need(isinstance(v, dict), where, "must be a mapping")
+    for key in v:
+        f.need(key in ("id", "impl", "description", "dtype", "catches"), f"{where}.{key}", "unknown field")
     vid = f.get(v, "id", str, f"{where}.")
-    impl = f.get(v, "impl", str, f"{where}.")
-    f.need(_TARGET.match(impl) is not None, f"{where}.impl", "must be 'module:function'")
+    impl = _function(f, f"{where}.impl", f.get(v, "impl", str, f"{where}."))
     dtype = v.get("dtype", "float64")
     f.need(dtype in dtypes, f"{where}.dtype", f"{dtype!r} is not in the spec's dtypes")
     catches = tuple(v.get("catches") or ())

@@ -5,20 +5,8 @@ knows which argument to fix without reading a traceback.
 """
 import numpy as np
 
+from llmref.dtypes import is_float_dtype
 from llmref.errors import InputError
-
-try:  # ml_dtypes registers bfloat16 and the float8 types with NumPy.
-    import ml_dtypes
-
-    _EXTRA_FLOATS = (np.dtype(ml_dtypes.bfloat16),)
-except ImportError:  # pragma: no cover - ml_dtypes is a hard dependency
-    _EXTRA_FLOATS = ()
-
-
-def is_float_dtype(dtype) -> bool:
-    """True for NumPy's float types and ml_dtypes' bfloat16."""
-    dtype = np.dtype(dtype)
-    return dtype.kind == "f" or dtype in _EXTRA_FLOATS
 
 
 def float_array(name, x, *, ndim=None, min_ndim=None, allow_nan=False, allow_inf=False,
@@ -37,7 +25,7 @@ def float_array(name, x, *, ndim=None, min_ndim=None, allow_nan=False, allow_inf
         except (TypeError, ValueError):
             raise InputError(f"{name}: expected numbers, got {type(x).__name__}") from None
     _check_rank(name, arr, ndim, min_ndim)
-    wide = arr.astype(np.float64) if arr.dtype in _EXTRA_FLOATS else arr
+    wide = arr if arr.dtype.kind == "f" else arr.astype(np.float64)  # bfloat16 widened
     if not allow_nan and np.isnan(wide).any():
         raise InputError(f"{name}: contains NaN, which this operation does not define")
     if not allow_inf:

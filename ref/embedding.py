@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from llmref.dtypes import round_to
 from llmref.errors import InputError
 from llmref.validate import float_array, int_array, same_size
 
@@ -15,12 +16,10 @@ def embedding_normalizer(dim, dtype_name):
     Gemma builds it as torch.tensor(hidden_size ** 0.5, dtype=activation dtype), so for
     hidden_size 3072 it is 55.5 in bfloat16 and 55.4375 in float16, not 55.4256...
     """
-    from llmref.cases import numpy_dtype
-
     if dtype_name not in NORMALIZER_DTYPES:
         raise InputError(f"normalizer: expected 'none' or one of {NORMALIZER_DTYPES}, "
                          f"got {dtype_name!r}")
-    return float(np.asarray(math.sqrt(dim)).astype(numpy_dtype(dtype_name)))
+    return float(round_to(math.sqrt(dim), dtype_name).astype(np.float64))
 
 
 def embedding_args(ids, weight, normalizer):

@@ -280,7 +280,7 @@ def test_paged_decode_matches_torch_sdpa_on_gathered_cache():
 def test_cupy_split_k_partitions_merge_exactly(dtype, partition_size):
     pytest.importorskip("cupy", reason="the cupy backend needs cupy and a GPU")
     from llmref.backends import availability
-    from llmref.cases import numpy_dtype
+    from llmref.dtypes import numpy_dtype
 
     ok, why = availability("cupy")
     if not ok:
