@@ -11,7 +11,7 @@ from enum import Enum
 
 import numpy as np
 
-from llmref.dtypes import TEXT_KINDS, is_float_dtype
+from llmref.dtypes import TEXT_KINDS, is_float_dtype, round_to
 
 
 class Outcome(str, Enum):
@@ -60,6 +60,9 @@ def compare(name, actual, expected, declared: str, dtype: str, tol, tie=None, bo
     want = dtype if declared == "float" else declared
     if str(actual.dtype) != want or not is_float_dtype(actual.dtype):
         return Comparison(name, Outcome.DTYPE_MISMATCH, f"dtype {actual.dtype}, expected {want}")
+    if tol.exact:  # bit for bit against the correctly rounded expected value
+        rounded = round_to(expected.astype(np.float64), want).astype(np.float64)
+        return _exact(name, actual.astype(np.float64), rounded, tie)
     return _compare_float(name, actual.astype(np.float64), expected.astype(np.float64), tol, tie, bound)
 
 
@@ -78,6 +81,9 @@ def _compare_text(name, actual, expected, declared):
 
 
 def _exact(name, actual, expected, tie):
+    nan = np.isnan(actual) & np.isnan(expected) if actual.dtype.kind == "f" else False
+    actual = np.where(nan, 0, actual) if actual.dtype.kind == "f" else actual
+    expected = np.where(nan, 0, expected) if expected.dtype.kind == "f" else expected
     flips = np.zeros(expected.shape, dtype=bool)
     if tie is not None:
         mask, alternative = (np.asarray(t) for t in tie)

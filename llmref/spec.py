@@ -72,7 +72,8 @@ class Spec:
     ties: str | None  # 'module:function' marking outputs that lie near a rounding tie
     accel: dict  # backend -> {'impl': 'module:fn', 'dtypes': [...]}
     inputs: tuple
-    params: dict  # name -> {'type':..., 'default':..., 'doc':..., 'choices': [...] or None}
+    params: dict  # name -> {type, default, doc, choices (allowed values), alternatives (values
+                  #          a test substitutes to prove the param changes some output)}
     outputs: tuple
     dtypes: tuple
     tolerance: dict
@@ -247,16 +248,23 @@ def _params(f, raw) -> dict:
         where = f"params[{i}]"
         f.need(isinstance(p, dict) and isinstance(p.get("name"), str), where, "needs a name")
         for key in p:
-            f.need(key in ("name", "type", "default", "doc", "choices"), f"{where}.{key}", "unknown field")
+            f.need(key in ("name", "type", "default", "doc", "choices", "alternatives"), f"{where}.{key}",
+                   "unknown field")
         f.need(p.get("type") in PARAM_TYPES, f"{where}.type", f"must be one of {tuple(PARAM_TYPES)}")
         f.need(p["name"] not in params, f"{where}.name", "is declared twice")
         choices = p.get("choices")
         f.need(choices is None or (isinstance(choices, list) and choices), f"{where}.choices",
                "must be a non-empty list")
+        alternatives = p.get("alternatives")
+        f.need(alternatives is None or (isinstance(alternatives, list) and alternatives),
+               f"{where}.alternatives", "must be a non-empty list of values")
         params[p["name"]] = {"type": p["type"], "default": p.get("default"),
-                             "doc": str(p.get("doc", "")), "choices": choices}
+                             "doc": str(p.get("doc", "")), "choices": choices,
+                             "alternatives": alternatives}
         if p.get("default") is not None:
             _check_param(f, f"{where}.default", params[p["name"]], p["default"])
+        for k, value in enumerate(alternatives or []):
+            _check_param(f, f"{where}.alternatives[{k}]", params[p["name"]], value)
     return params
 
 
@@ -273,10 +281,15 @@ def _check_param(f, where, declared, value):
 def _tolerance(f, tol, dtypes) -> dict:
     f.need(isinstance(tol, dict), "tolerance", "is required (ulps, reason)")
     for key in tol:
-        f.need(key in ("ulps", "reduction", "reason", "overrides", "bound"), f"tolerance.{key}",
-               "unknown field (allowed: ulps, reduction, reason, overrides, bound)")
-    f.need(_positive_number(tol.get("ulps")), "tolerance.ulps",
-           "must be a positive finite number (error growth in units of roundoff)")
+        f.need(key in ("ulps", "reduction", "reason", "overrides", "bound", "exact"), f"tolerance.{key}",
+               "unknown field (allowed: ulps, reduction, reason, overrides, bound, exact)")
+    f.need(isinstance(tol.get("exact", False), bool), "tolerance.exact", "must be true or false")
+    if tol.get("exact"):
+        for key in ("ulps", "reduction", "overrides", "bound"):
+            f.need(key not in tol, f"tolerance.{key}", "an exact spec has no error model")
+    else:
+        f.need(_positive_number(tol.get("ulps")), "tolerance.ulps",
+               "must be a positive finite number (error growth in units of roundoff)")
     f.need(isinstance(tol.get("reason"), str) and tol["reason"].strip(), "tolerance.reason",
            "state why this growth factor is right")
     reduction = tol.get("reduction")

@@ -32,6 +32,9 @@ its scale; 1/8 keeps both far away while leaving room for the largest honest der
 or derive a tighter model -- and is reported as a SpecError, never silently clamped.
 
 Integers, strings and booleans compare exactly (tie-aware where they come from rounding).
+A spec with `exact: true` (pure data movement: copies, gathers, scatters, and a single
+correctly rounded product) compares its float outputs exactly too: each must equal the
+expected value rounded once to the evaluation dtype, bit for bit.
 """
 import math
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ RTOL_CAP = 1.0 / 8.0
 class Tolerance:
     rtol: float  # also the atol scale: atol = rtol * max|expected|
     reason: str
+    exact: bool = False
 
     @property
     def nmse(self) -> float:
@@ -55,6 +59,8 @@ class Tolerance:
 
 def tolerance_for(spec, case, dtype: str) -> Tolerance:
     tol = spec.tolerance
+    if tol.get("exact"):
+        return Tolerance(rtol=0.0, reason=tol["reason"], exact=True)
     override = (tol.get("overrides") or {}).get(dtype, {})
     ulps = override.get("ulps", tol["ulps"])
     reason = override.get("reason", tol["reason"])

@@ -167,3 +167,58 @@ def test_every_accelerated_target_resolves():
     for spec in SPECS:
         for backend, entry in spec.accel.items():
             assert callable(resolve(entry["impl"], f"{spec.id}: accel.{backend}"))
+
+
+def _param_perturbations(declared, value):
+    """Values to substitute for a param: its other allowed choices and declared alternatives,
+    else its neighbours (a flipped bool; nearby ints; scaled and shifted floats)."""
+    listed = [v for v in (declared["choices"] or []) + (declared["alternatives"] or []) if v != value]
+    if listed or declared["type"] in ("str", "list"):
+        return listed
+    if declared["type"] == "bool":
+        return [not value]
+    if declared["type"] == "int":
+        return [value + 1, value - 1, 2 * value, value + 7, 1, 0]
+    return [1.5 * value + 0.25, 0.5 * value, value + 1.0, value - 0.5]
+
+
+def _outputs_equal(a: dict, b: dict) -> bool:
+    for name, x in a.items():
+        y = b[name]
+        if isinstance(x, (str, bytes)):
+            if x != y:
+                return False
+        elif np.shape(x) != np.shape(y) or not np.array_equal(
+                np.asarray(x, np.float64), np.asarray(y, np.float64), equal_nan=True):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("component", IDS)
+def test_every_param_changes_some_golden(component):
+    """Each param, substituted on the smoke cases, changes at least one case's output -- or is
+    refused with InputError on every case (a param pinned by the inputs' shapes). A param no
+    case exercises could be ignored by an implementation without any case noticing."""
+    from llmref.cases import make_inputs, widen
+    from llmref.errors import InputError
+
+    spec = load_spec(component)
+    ref, names = resolve(spec.ref), [t.name for t in spec.outputs]
+    smoke = [c for c in spec.cases if c.tier == "smoke"]
+    data = {c.id: widen(make_inputs(spec, c)) for c in smoke}
+    unexercised = []
+    for name, declared in spec.params.items():
+        changed = refused = tried = 0
+        for case in smoke:
+            base = call_with(ref, names, data[case.id], case.params)
+            for value in _param_perturbations(declared, case.params[name]):
+                tried += 1
+                try:
+                    out = call_with(ref, names, data[case.id], {**case.params, name: value})
+                except InputError:
+                    refused += 1
+                    continue
+                changed += not _outputs_equal(base, out)
+        if not changed and not (tried and refused == tried):
+            unexercised.append(name)
+    assert not unexercised, f"{component}: no case's output depends on {unexercised}"
