@@ -26,7 +26,8 @@ err = Console(stderr=True, highlight=False, markup=False)
 
 
 def say(text, style=None, console=out):
-    console.print(Text(str(text), style=style or ""))
+    """One line of plain text: no markup, and never wrapped (a message stays greppable)."""
+    console.print(Text(str(text), style=style or ""), soft_wrap=True)
 
 
 def main(argv=None) -> int:
@@ -153,8 +154,11 @@ def cmd_show(args):
     for name, p in spec.params.items():
         say(f"  param {name}: {p['type']} = {p['default']!r} {p['doc']}")
     tol = spec.tolerance
-    say(f"Tolerance {tol['ulps']} ulps" + (f" x sqrt({tol['reduction']})" if tol.get("reduction") else "")
-        + f": {tol['reason']}")
+    if tol.get("exact"):
+        say(f"Tolerance exact (bit for bit at every dtype): {tol['reason']}")
+    else:
+        say(f"Tolerance {tol['ulps']} ulps" + (f" x sqrt({tol['reduction']})" if tol.get("reduction") else "")
+            + (f", plus the bound {tol['bound']}" if tol.get("bound") else "") + f": {tol['reason']}")
     say("Cases", "bold")
     for c in spec.cases:
         say(f"  {c.id} [{c.tier}] {c.dims or ''} {c.params} {c.note}")
@@ -253,7 +257,7 @@ def _print_failures(report, title):
 
 
 def cmd_audit(args):
-    spec = parse_spec_file(args.spec) if args.spec else load_spec(_components([args.component])[0])
+    spec = parse_spec_file(args.spec) if args.spec else load_spec(args.component)
     if spec.id != args.component:
         raise InputError(f"--spec: {args.spec} defines {spec.id!r}, not {args.component!r}")
     target = args.target

@@ -130,7 +130,7 @@ def _compare_float(name, a, e, tol, tie, bound):
         one_minus_cos = 0.5 * float(np.sum((a / norm_a - e / norm_e) ** 2))
     else:
         one_minus_cos = 0.0 if not err.any() else 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.where(allowed > 0, err / allowed, np.where(err > 0, np.inf, 0.0))
         rel = np.where(e != 0, err / np.abs(e), np.where(err > 0, np.inf, 0.0))
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), e.shape)) if e.size else ()

@@ -139,6 +139,16 @@ def parse_spec_file(path) -> Spec:
 
 
 def parse_spec(data, path) -> Spec:
+    try:
+        return _parse_spec(data, path)
+    except SpecError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        # a shape of data no field check anticipated: still one named error, never a traceback
+        raise SpecError(f"{Path(path).name}: (structure): {type(exc).__name__}: {exc}") from None
+
+
+def _parse_spec(data, path) -> Spec:
     f = _Fields(Path(path).name)
     f.need(isinstance(data, dict), "(top)", "must be a mapping")
     for key in data:
@@ -155,6 +165,7 @@ def parse_spec(data, path) -> Spec:
     f.need(len(set(names)) == len(names), "inputs/outputs", "names must be unique")
     params = _params(f, data.get("params"))
     dtypes = tuple(f.get(data, "dtypes", list) if "dtypes" in data else ("float64",))
+    f.need(all(isinstance(d, str) for d in dtypes), "dtypes", "must be dtype names")
     for d in dtypes:
         f.need(d in FLOAT_DTYPES, "dtypes", f"{d!r} is not one of {FLOAT_DTYPES}")
     f.need(len(dtypes) > 0 and dtypes[0] == "float64", "dtypes",
@@ -171,6 +182,7 @@ def parse_spec(data, path) -> Spec:
     ids = [c.id for c in cases]
     f.need(len(set(ids)) == len(ids), "cases", "case ids must be unique")
     f.need(any(c.tier == "smoke" for c in cases), "cases", "at least one smoke case is required")
+    f.need(isinstance(data.get("wrong_variants") or [], list), "wrong_variants", "must be a list")
     variants = tuple(_variant(f, i, v, dtypes, ids)
                      for i, v in enumerate(data.get("wrong_variants") or []))
     variant_ids = [v.id for v in variants]
@@ -178,6 +190,7 @@ def parse_spec(data, path) -> Spec:
     references = tuple(f.get(data, "references", list))
     f.need(len(references) > 0 and all(isinstance(r, str) for r in references), "references",
            "cite at least one source, each as a string")
+    f.need(isinstance(data.get("conventions") or [], list), "conventions", "must be a list")
     conventions = tuple(data.get("conventions") or ())
     f.need(all(isinstance(c, str) for c in conventions), "conventions", "must be strings")
     return Spec(id=sid, version=version, summary=f.get(data, "summary", str),
@@ -235,6 +248,7 @@ def _tensor(f, where, t) -> Tensor:
     f.need(isinstance(shape, list) and all(
         (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or isinstance(d, str)
         for d in shape), f"{where}.shape", "must be a list of sizes and dim names")
+    f.need(isinstance(t.get("allow") or [], list), f"{where}.allow", "must be a list")
     allow = tuple(t.get("allow") or ())
     for a in allow:
         f.need(a in ("nan", "inf", "neg_inf"), f"{where}.allow", f"{a!r} is not nan, inf or neg_inf")
@@ -250,7 +264,7 @@ def _params(f, raw) -> dict:
         for key in p:
             f.need(key in ("name", "type", "default", "doc", "choices", "alternatives"), f"{where}.{key}",
                    "unknown field")
-        f.need(p.get("type") in PARAM_TYPES, f"{where}.type", f"must be one of {tuple(PARAM_TYPES)}")
+        f.need(p.get("type") in tuple(PARAM_TYPES), f"{where}.type", f"must be one of {tuple(PARAM_TYPES)}")
         f.need(p["name"] not in params, f"{where}.name", "is declared twice")
         choices = p.get("choices")
         f.need(choices is None or (isinstance(choices, list) and choices), f"{where}.choices",
@@ -365,6 +379,7 @@ def _case(f, i, c, inputs, params, tolerance, shape_dims) -> Case:
         for t in inputs:
             f.need(t.name in case_inputs, f"{where}.inputs.{t.name}", "is required (or give a generator)")
             used |= _check_recipe(f, f"{where}.inputs.{t.name}", case_inputs[t.name], t, dims)
+    f.need(isinstance(c.get("params") or {}, dict), f"{where}.params", "must map param names to values")
     case_params = dict(c.get("params") or {})
     for name, value in case_params.items():
         f.need(name in params, f"{where}.params.{name}", "is not a declared param")
@@ -401,6 +416,8 @@ def _check_recipe(f, where, desc, tensor, dims) -> set:
     f.need(isinstance(desc, dict), where, "must be a mapping")
     kinds = [k for k in ("dist", "values", "text") if k in desc]
     f.need(len(kinds) == 1, where, "needs exactly one of dist, values, text")
+    if "dist" in desc:
+        f.need(desc["dist"] in tuple(DISTS), f"{where}.dist", f"{desc['dist']!r} is not one of {tuple(DISTS)}")
     allowed = {"dist": ("dist", "shape", "special") + DISTS.get(desc.get("dist"), ()),
                "values": ("values", "shape"), "text": ("text",)}[kinds[0]]
     for key in desc:
@@ -414,7 +431,6 @@ def _check_recipe(f, where, desc, tensor, dims) -> set:
         f"{where}.shape", "must be a list of sizes")
     if "values" in desc:
         return _bind_values(f, where, desc["values"], tensor, dims) if shape is None else set()
-    f.need(desc["dist"] in DISTS, f"{where}.dist", f"{desc['dist']!r} is not one of {tuple(DISTS)}")
     for key in DISTS[desc["dist"]]:
         f.need(key not in desc or (isinstance(desc[key], (int, float)) and not isinstance(desc[key], bool)
                                    and math.isfinite(desc[key])), f"{where}.{key}", "must be a finite number")
@@ -463,6 +479,7 @@ def _variant(f, i, v, dtypes, case_ids) -> WrongVariant:
     impl = _function(f, f"{where}.impl", f.get(v, "impl", str, f"{where}."))
     dtype = v.get("dtype", "float64")
     f.need(dtype in dtypes, f"{where}.dtype", f"{dtype!r} is not in the spec's dtypes")
+    f.need(isinstance(v.get("catches") or [], list), f"{where}.catches", "must be a list of case ids")
     catches = tuple(v.get("catches") or ())
     for cid in catches:
         f.need(cid in case_ids, f"{where}.catches", f"{cid!r} is not a case id")

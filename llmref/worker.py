@@ -1,6 +1,6 @@
 """Run an implementation under audit, in this process or in an isolated worker process.
 
-The worker is a fresh interpreter (`python -m llmref.worker`, spawned, never forked after
+The worker is a fresh interpreter (`python -c "...serve(...)"`, spawned, never forked after
 numba or CUDA have initialised) that imports the implementation by its 'module:callable'
 name and answers one request per case over a pair of pipes. Whatever the implementation
 does -- raise, print, call sys.exit or os._exit, segfault, hang -- ends at most that case:
@@ -31,6 +31,11 @@ from llmref.errors import Unsupported
 from llmref.tensorfile import dumps, loads
 
 DEFAULT_TIMEOUT = 60.0  # seconds per case; a first call may include a JIT compile
+LOAD_TIMEOUT = 300.0    # seconds to start the worker and import the implementation (torch...)
+# `python -c` puts the current directory first on sys.path; the worker drops it before any
+# import, so a folder named like an installed package cannot stand in for it.
+_BOOT = ("import sys\nif sys.path and sys.path[0] == '': del sys.path[0]\n"
+         "from llmref.worker import serve\nserve(int(sys.argv[1]), int(sys.argv[2]))")
 
 
 @dataclass
@@ -95,39 +100,42 @@ class Worker:
         if self.proc is None:
             self.start()
         header = {"op": "call", "outputs": [t.name for t in spec.outputs], "params": params}
-        return self._request(header, inputs)
+        return self._request(header, inputs, self.timeout)
 
     def start(self):
         """Spawn the worker and import the target; WorkerError if that fails."""
         to_worker_r, self.send_fd = os.pipe()
         self.recv_fd, from_worker_w = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmref.worker", str(to_worker_r), str(from_worker_w)],
+            [sys.executable, "-c", _BOOT, str(to_worker_r), str(from_worker_w)],
             pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1"))
         os.close(to_worker_r)
         os.close(from_worker_w)
-        self.stderr_tail = deque(maxlen=12)
+        self.stderr_tail = deque(maxlen=40)
         threading.Thread(target=_drain, args=(self.proc.stderr, self.stderr_tail), daemon=True).start()
-        reply = self._request({"op": "load", "target": self.target}, {})
+        reply = self._request({"op": "load", "target": self.target}, {}, max(self.timeout, LOAD_TIMEOUT))
         if reply.status != "ok":
             self.close()
             raise WorkerError(reply.detail)
 
-    def _request(self, header, values) -> Reply:
-        deadline = time.monotonic() + self.timeout
+    def _request(self, header, values, timeout) -> Reply:
+        deadline = time.monotonic() + timeout
         try:
             _send(self.send_fd, header, values, deadline)
             head, outputs = _receive(self.recv_fd, deadline)
+            reply = Reply(head["status"], outputs, str(head.get("detail", "")))
+            if reply.status not in ("ok", "unsupported", "error", "crashed"):
+                raise ValueError(reply.status)
         except TimeoutError:
             self.close()
-            return Reply("timeout", detail=f"no answer within {self.timeout:g} s (worker killed)")
-        except (EOFError, OSError, ValueError):
+            return Reply("timeout", detail=f"no answer within {timeout:g} s (worker killed)")
+        except (EOFError, OSError, ValueError, KeyError, TypeError):  # dead, or garbled the pipe
             return Reply("crashed", detail=self._death())
-        if head["status"] == "crashed":
+        if reply.status == "crashed":
             self._death()
-        return Reply(head["status"], outputs, head.get("detail", ""))
+        return reply
 
     def _death(self) -> str:
         """Why the worker went away; the next case starts a new one."""
@@ -143,8 +151,7 @@ class Worker:
             why = f"the worker was killed by signal {signal.Signals(-code).name}"
         else:
             why = f"the worker exited with status {code} (os._exit or sys.exit in the implementation?)"
-        tail = [line for line in self.stderr_tail if line.strip()]
-        return why + (f"; its last stderr lines: {' | '.join(tail[-4:])}" if tail else "")
+        return why + _last_words(list(self.stderr_tail))
 
     def close(self):
         if self.proc is None:
@@ -160,6 +167,17 @@ class Worker:
             except OSError:
                 pass
         self.proc = None
+
+
+def _last_words(lines) -> str:
+    """The stderr lines worth quoting: a fatal error and its innermost frame (faulthandler
+    prints the most recent call first), else the last few lines."""
+    lines = [line.strip() for line in lines if line.strip()]
+    fatal = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    if fatal is not None:
+        frame = next((line for line in lines[fatal:] if line.startswith("File ")), "")
+        lines = [lines[fatal], frame] if frame else [lines[fatal]]
+    return f"; its last stderr lines: {' | '.join(lines[-3:])}" if lines else ""
 
 
 def _drain(stream, tail):
@@ -260,12 +278,10 @@ def _load(target):
 
     try:
         fn = resolve(target, "MODULE:CALLABLE")
-    except BaseException as exc:  # SpecError, or SystemExit/KeyboardInterrupt at import
-        return None, Reply("error", detail=str(exc) or type(exc).__name__)
+    except Exception as exc:  # SpecError naming the import failure
+        return None, Reply("error", detail=str(exc))
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt raised while importing
+        return None, Reply("error", detail=f"importing {target!r} raised {type(exc).__name__}({exc})")
     if not callable(fn):
         return None, Reply("error", detail=f"MODULE:CALLABLE: {target!r} is not callable")
     return fn, Reply("ok")
-
-
-if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -46,12 +46,62 @@ def _write_spec(tmp_path, mutate):
     (lambda d: d["wrong_variants"][0].update(catches=["no_such_case"]), "wrong_variants[0].catches"),
     (lambda d: d.update(accel={"opencl": "a.b:c"}), "accel.opencl"),
     (lambda d: d["tolerance"].pop("reason"), "tolerance.reason"),
+    (lambda d: d["tolerance"].update(ulps=True), "tolerance.ulps"),
+    (lambda d: d["tolerance"].update(ulps=-5), "tolerance.ulps"),
+    (lambda d: d["tolerance"].update(ulps=float("inf")), "tolerance.ulps"),
+    (lambda d: d["tolerance"].update(ulps="4"), "tolerance.ulps"),
+    (lambda d: d["tolerance"].update(overrides={"bfloat16": {"ulps": 0, "reason": "r"}}),
+     "tolerance.overrides.bfloat16.ulps"),
+    (lambda d: d["tolerance"].update(overrides={"bfloat16": {"ulps": 2}}), "tolerance.overrides.bfloat16"),
+    (lambda d: d["tolerance"].update(reduction="M"), "cases[random_rows].dims"),
+    (lambda d: d["tolerance"].update(slack=2), "tolerance.slack"),
+    (lambda d: d["tolerance"].update(exact=True), "tolerance.ulps"),
+    (lambda d: d.update(ref="llmref.ref.no_such_module:softmax"), "ref"),
+    (lambda d: d.update(ref="llmref.ref.softmax:no_such_function"), "ref"),
+    (lambda d: d.update(ref="softmax"), "ref"),
+    (lambda d: d["wrong_variants"][0].update(impl="llmref.ref.wrong.softmax:nothing"), "wrong_variants[0].impl"),
+    (lambda d: d["cases"][0]["dims"].update(Q=3), "cases[random_rows].dims.Q"),
+    (lambda d: d["cases"][0]["dims"].pop("N"), "cases[random_rows].inputs.x"),
+    (lambda d: d["cases"][0]["inputs"]["x"].update(dist="cauchy"), "cases[random_rows].inputs.x.dist"),
+    (lambda d: d["cases"][0]["inputs"]["x"].update(sigma=2), "cases[random_rows].inputs.x.sigma"),
+    (lambda d: d["cases"][0]["inputs"]["x"].update(special={"pos_inf": 0.1}),
+     "cases[random_rows].inputs.x.special.pos_inf"),
+    (lambda d: d["cases"][0]["inputs"]["x"].update(special={"neg_inf": 1.5}),
+     "cases[random_rows].inputs.x.special.neg_inf"),
+    (lambda d: d["cases"][0].update(params={"axis": "last"}), "cases[random_rows].params.axis"),
+    (lambda d: d["cases"][0].update(params={"axis": True}), "cases[random_rows].params.axis"),
+    (lambda d: d["cases"][0].update(comment="stray key"), "cases[0].comment"),
+    (lambda d: d["params"][0].update(default=1.5), "params[0].default"),
+    (lambda d: d["params"][0].update(choices=[0, 1]), "params[0].default"),
+    (lambda d: d["inputs"][0].update(shape="B, N"), "inputs[0].shape"),
+    (lambda d: d.update(dtypes=["float32"]), "dtypes"),
+    (lambda d: d.update(conventions=[{"a": "b"}]), "conventions"),
 ])
 def test_malformed_spec_names_file_and_field(tmp_path, mutate, field):
     path = _write_spec(tmp_path, mutate)
     with pytest.raises(SpecError) as info:
         parse_spec_file(path)
     assert str(info.value).startswith(f"softmax.yaml: {field}:"), str(info.value)
+
+
+def test_every_shipped_spec_passes_the_schema_and_its_functions_import():
+    for path in specs_dir().glob("*.yaml"):
+        assert parse_spec_file(path).id == path.stem
+
+
+def test_show_prints_spec_text_verbatim(capsys):
+    """Brackets in a spec are text, not markup: every line of every definition, convention
+    and tolerance reason appears as written."""
+    from llmref.cli import main
+
+    for spec in llmref.spec.all_specs():
+        assert main(["show", spec.id]) == 0
+        shown = capsys.readouterr().out
+        for line in spec.definition.splitlines() + [f"  - {c}" for c in spec.conventions]:
+            assert line.rstrip() in shown, (spec.id, line)
+        assert spec.tolerance["reason"] in shown
+    assert main(["show", "rope"]) == 0
+    assert "(x[i], x[i + r/2])" in capsys.readouterr().out
 
 
 def test_unknown_component_is_a_spec_error():
