@@ -1,4 +1,5 @@
-"""Judge an implementation against the goldens: one outcome per case.
+"""Judge an implementation against the goldens: one outcome per case, and for a failure the
+diagnosis of which known wrong convention it follows.
 
 The implementation is a callable taking the case's inputs and params as keyword arguments
 named exactly as in the spec (NumPy arrays, Python scalars, str/bytes for text) and
@@ -10,12 +11,15 @@ callable object it runs in this process, where it already lives.
 """
 from dataclasses import dataclass, field
 
-from llmref.cases import CaseAt
+import numpy as np
+
+from llmref.cases import CaseAt, call, widen
+from llmref.dtypes import UNIT_ROUNDOFF, is_float_dtype
 from llmref.compare import Comparison, Outcome, compare
 from llmref.errors import InputError
-from llmref.spec import Spec, load_spec
+from llmref.spec import Spec, load_spec, resolve
 from llmref.store import load_case
-from llmref.tolerance import tolerance_for
+from llmref.tolerance import Tolerance, tolerance_for
 from llmref.worker import DEFAULT_TIMEOUT, InProcess, Reply, Worker, WorkerError
 
 DEFAULT_DTYPE = "float32"
@@ -31,12 +35,13 @@ class CaseResult:
     detail: str
     comparisons: list = field(default_factory=list)
     repro: str = ""
+    diagnosis: dict | None = None  # see diagnose()
 
     def to_dict(self):
         return {"case": self.case, "outcome": self.outcome.value, "detail": self.detail,
                 "outputs": [{"output": c.output, "outcome": c.outcome.value, "detail": c.detail,
                              "metrics": c.metrics} for c in self.comparisons],
-                "repro": self.repro}
+                "repro": self.repro, "diagnosis": self.diagnosis}
 
 
 @dataclass
@@ -69,14 +74,15 @@ class Report:
 
 
 def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, repro=None,
-          timeout=DEFAULT_TIMEOUT) -> Report:
+          timeout=DEFAULT_TIMEOUT, diagnose=True) -> Report:
     """Run `fn` on the component's cases at `dtype` (default float32) and compare.
 
     component: a shipped spec's id, or a Spec (e.g. from llmref.spec.parse_spec_file).
     fn: a callable (runs in this process) or a 'module:callable' name (runs in a worker
     process with `timeout` seconds per case). cases: case ids to run (default: every case of
     `tier`; 'full' adds the large cases, computed live by the reference). repro: a format
-    string for the reproduction command, with {case} and {dtype} fields.
+    string for the reproduction command, with {case} and {dtype} fields. diagnose: on a
+    numerical failure, say which of the spec's wrong variants the output matches.
     """
     spec = component if isinstance(component, Spec) else load_spec(component)
     dtype = dtype or (DEFAULT_DTYPE if DEFAULT_DTYPE in spec.dtypes else spec.dtypes[0])
@@ -93,12 +99,21 @@ def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, re
     repro = repro or f"llmref audit {spec.id} {label} --case {{case}} --dtype {{dtype}}"
     results = []
     try:
+        declared = runner.load([t.name for t in spec.inputs] + list(spec.params))
         for case in selected:
+            command = repro.format(case=case.id, dtype=dtype)
+            why = declared.unsupported(case.id, dtype)
+            if why:
+                results.append(CaseResult(case.id, Outcome.UNSUPPORTED, why, repro=command))
+                continue
             at = load_case(spec, case, dtype)
             reply = runner.run(spec, at.inputs, case.params)
-            results.append(judge(spec, case, at, dtype, reply, repro.format(case=case.id, dtype=dtype)))
+            result = judge(spec, case, at, dtype, reply, command)
+            if diagnose and result.outcome in DIAGNOSABLE and spec.wrong_variants:
+                result.diagnosis = diagnosis(spec, case, at, dtype, reply.outputs)
+            results.append(result)
     except WorkerError as exc:
-        raise InputError(f"MODULE:CALLABLE: cannot load {fn!r}: {exc}") from None
+        raise InputError(f"MODULE:CALLABLE: {label}: {exc}") from None
     finally:
         runner.close()
     return Report(spec.id, label, dtype, results, runner.isolation)
@@ -127,7 +142,57 @@ def judge(spec: Spec, case, at: CaseAt, dtype: str, reply: Reply, repro: str) ->
     return CaseResult(case.id, first.outcome, f"{first.output}: {first.detail}", comparisons, repro)
 
 
-def compare_outputs(spec: Spec, case, at: CaseAt, actual: dict, dtype: str) -> list:
+DIAGNOSABLE = (Outcome.NUMERICAL_MISMATCH, Outcome.NAN_INF_MISMATCH, Outcome.SHAPE_MISMATCH)
+
+
+def diagnosis(spec: Spec, case, at: CaseAt, dtype: str, actual: dict) -> dict:
+    """Which of the spec's wrong variants the failing output matches, and the nearest one by
+    NMSE (a near miss).
+
+    Each variant is run like the reference, on the inputs as fed at `dtype`, once in float64
+    and once in the evaluation's working precision (float32 below float64: some bugs, such as
+    the log of an underflowed softmax, exist only there). The implementation's outputs are
+    judged against the variant's as if it were the golden, with the case's tolerance (for an
+    exact spec, a few ulps of the dtype: the variant's own roundings are not the spec's).
+    """
     tol = tolerance_for(spec, case, dtype)
+    if tol.exact:
+        tol = Tolerance(rtol=4 * UNIT_ROUNDOFF[dtype], reason="diagnosis of an exact spec")
+    matches, nearest = [], None
+    for variant in spec.wrong_variants:
+        for inputs in _diagnosis_inputs(at.inputs, dtype):
+            try:
+                made = call(resolve(variant.impl), spec, inputs, case.params)
+            except Exception:  # a variant that cannot run this case says nothing about it
+                continue
+            wrong = CaseAt(at.inputs, {k: np.asarray(v, np.float64) if _is_float(v) else v
+                                       for k, v in made.items()})
+            comparisons = compare_outputs(spec, case, wrong, actual, dtype, tol)
+            nmse = max((c.metrics.get("nmse", 0.0) for c in comparisons), default=0.0)
+            if all(c.outcome is Outcome.PASSED for c in comparisons):
+                matches.append(variant.id)
+                break
+            if all(c.outcome is not Outcome.SHAPE_MISMATCH for c in comparisons) and (
+                    nearest is None or nmse < nearest[1]):
+                nearest = (variant.id, nmse)
+    described = {v.id: v.description for v in spec.wrong_variants}
+    return {"matches": matches, "descriptions": {m: described[m] for m in matches},
+            "nearest": nearest[0] if nearest else None,
+            "nearest_nmse": nearest[1] if nearest else None}
+
+
+def _diagnosis_inputs(fed: dict, dtype: str):
+    yield widen(fed)
+    if dtype != "float64":
+        yield {k: v.astype(np.float32) if isinstance(v, np.ndarray) and is_float_dtype(v.dtype) else v
+               for k, v in fed.items()}
+
+
+def _is_float(value) -> bool:
+    return not isinstance(value, (str, bytes)) and is_float_dtype(np.asarray(value).dtype)
+
+
+def compare_outputs(spec: Spec, case, at: CaseAt, actual: dict, dtype: str, tol=None) -> list:
+    tol = tol or tolerance_for(spec, case, dtype)
     return [compare(t.name, actual[t.name], at.expected[t.name], t.dtype, dtype, tol,
                     at.ties.get(t.name), at.bounds.get(t.name)) for t in spec.outputs]

@@ -89,6 +89,8 @@ def _parser():
                    help=f"seconds per case before TIMEOUT (default {DEFAULT_TIMEOUT:g})")
     s.add_argument("--in-process", action="store_true",
                    help="run the implementation in this process (debugging: no isolation)")
+    s.add_argument("--no-diagnose", dest="diagnose", action="store_false",
+                   help="do not run the spec's wrong variants on failing cases")
     s.add_argument("--json", action="store_true")
     s.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
     s.set_defaults(run=cmd_audit)
@@ -253,6 +255,14 @@ def _print_failures(report, title):
                 say(f"    {c.output}: max_abs={m['max_abs_err']:.3g} max_rel={m['max_rel_err']:.3g} "
                     f"nmse={m['nmse']:.3g} cosine={m['cosine']:.9f} error/bound={m['headroom']:.3g} "
                     f"worst={m.get('worst_index')}")
+        if r.diagnosis:
+            d = r.diagnosis
+            if d["matches"]:
+                for m in d["matches"]:
+                    say(f"    diagnosis: matches wrong variant {m}: {d['descriptions'][m]}", "yellow")
+            elif d["nearest"]:
+                say(f"    diagnosis: matches no known wrong variant; nearest is {d['nearest']} "
+                    f"(NMSE {d['nearest_nmse']:.3g})")
         say(f"    reproduce: {r.repro}")
 
 
@@ -266,7 +276,7 @@ def cmd_audit(args):
     if args.timeout <= 0:
         raise InputError(f"--timeout: must be > 0 seconds, got {args.timeout:g}")
     report = audit(spec, target, cases=args.case, dtype=args.dtype, tier=args.tier,
-                   label=args.target, timeout=args.timeout)
+                   label=args.target, timeout=args.timeout, diagnose=args.diagnose)
     _write_junit(args.junit, [report])
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))

@@ -107,7 +107,7 @@ def _compare_float(name, a, e, tol, tie, bound):
         where = tuple(int(i) for i in np.argwhere(parity)[0])
         return Comparison(name, Outcome.NAN_INF_MISMATCH,
                           f"{int(parity.sum())} NaN/Inf position(s) differ; first at {where}: "
-                          f"{a[where]} vs {e[where]}", {"worst_index": where})
+                          f"{a[where]:.9g} vs {e[where]:.9g}", {"worst_index": where})
     finite = np.isfinite(e)
     a, e = np.where(finite, a, 0.0), np.where(finite, e, 0.0)
     bound = np.zeros(e.shape) if bound is None else np.where(finite, np.broadcast_to(bound, e.shape), 0.0)
@@ -152,7 +152,7 @@ def _compare_float(name, a, e, tol, tie, bound):
     if metrics["mismatched"]:
         failures.append(f"{metrics['mismatched']}/{e.size} elements outside atol={atol:.3g} + "
                         f"rtol={tol.rtol:.3g}*|e|" + (" + bound" if bound.any() else "")
-                        + f"; worst at {worst}: {a[worst]!r} vs {e[worst]!r}")
+                        + f"; worst at {worst}: {a[worst]:.9g} vs {e[worst]:.9g}")
     if nmse > nmse_max:
         failures.append(f"NMSE {nmse:.3g} > {nmse_max:.3g}")
     if one_minus_cos > nmse_max:

@@ -21,10 +21,11 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from llmref.adapters import Declaration, as_numpy, declaration, signature_problem
 from llmref.cases import call_with
 from llmref.dtypes import is_float_dtype
 from llmref.errors import Unsupported
@@ -56,9 +57,11 @@ class Opaque:
 
 
 def invoke(fn, output_names, inputs, params) -> Reply:
-    """One call of the implementation, every way it can end turned into a Reply."""
+    """One call of the implementation, every way it can end turned into a Reply; framework
+    tensors it returns come back as NumPy (llmref.adapters.as_numpy)."""
     try:
-        return Reply("ok", call_with(fn, output_names, inputs, params))
+        outputs = call_with(fn, output_names, inputs, params)
+        return Reply("ok", {name: as_numpy(value) for name, value in outputs.items()})
     except (Unsupported, NotImplementedError) as exc:
         return Reply("unsupported", detail=str(exc) or type(exc).__name__)
     except SystemExit as exc:
@@ -75,6 +78,13 @@ class InProcess:
 
     def __init__(self, fn):
         self.fn = fn
+
+    def load(self, names) -> Declaration:
+        """Check the callable takes the spec's argument names; return its declaration."""
+        problem = signature_problem(self.fn, names)
+        if problem:
+            raise WorkerError(problem)
+        return declaration(self.fn)
 
     def run(self, spec, inputs: dict, params: dict) -> Reply:
         return invoke(self.fn, [t.name for t in spec.outputs], inputs, params)
@@ -94,7 +104,12 @@ class Worker:
 
     def __init__(self, target: str, timeout: float = DEFAULT_TIMEOUT):
         self.target, self.timeout = target, timeout
-        self.proc = None
+        self.proc, self.names = None, []
+
+    def load(self, names) -> Declaration:
+        """Start the worker (import, signature check); return the callable's declaration."""
+        self.names = list(names)
+        return self.start()
 
     def run(self, spec, inputs: dict, params: dict) -> Reply:
         if self.proc is None:
@@ -102,7 +117,7 @@ class Worker:
         header = {"op": "call", "outputs": [t.name for t in spec.outputs], "params": params}
         return self._request(header, inputs, self.timeout)
 
-    def start(self):
+    def start(self) -> Declaration:
         """Spawn the worker and import the target; WorkerError if that fails."""
         to_worker_r, self.send_fd = os.pipe()
         self.recv_fd, from_worker_w = os.pipe()
@@ -115,10 +130,12 @@ class Worker:
         os.close(from_worker_w)
         self.stderr_tail = deque(maxlen=40)
         threading.Thread(target=_drain, args=(self.proc.stderr, self.stderr_tail), daemon=True).start()
-        reply = self._request({"op": "load", "target": self.target}, {}, max(self.timeout, LOAD_TIMEOUT))
+        reply = self._request({"op": "load", "target": self.target, "names": self.names}, {},
+                              max(self.timeout, LOAD_TIMEOUT))
         if reply.status != "ok":
             self.close()
             raise WorkerError(reply.detail)
+        return Declaration(**json.loads(reply.detail))
 
     def _request(self, header, values, timeout) -> Reply:
         deadline = time.monotonic() + timeout
@@ -264,7 +281,7 @@ def serve(read_fd: int, write_fd: int):
         except EOFError:
             return
         if header["op"] == "load":
-            fn, reply = _load(header["target"])
+            fn, reply = _load(header["target"], header["names"])
         else:
             reply = invoke(fn, header["outputs"], values, header["params"])
         _send(write_fd, {"status": reply.status, "detail": reply.detail}, reply.outputs)
@@ -272,8 +289,9 @@ def serve(read_fd: int, write_fd: int):
             os._exit(3)
 
 
-def _load(target):
-    """(the callable, Reply) for 'module:callable'; the Reply says why when there is none."""
+def _load(target, names):
+    """(the callable, Reply) for 'module:callable'; the Reply carries its declaration as JSON,
+    or says why there is no usable callable."""
     from llmref.spec import resolve
 
     try:
@@ -284,4 +302,7 @@ def _load(target):
         return None, Reply("error", detail=f"importing {target!r} raised {type(exc).__name__}({exc})")
     if not callable(fn):
         return None, Reply("error", detail=f"MODULE:CALLABLE: {target!r} is not callable")
-    return fn, Reply("ok")
+    problem = signature_problem(fn, names)
+    if problem:
+        return None, Reply("error", detail=problem)
+    return fn, Reply("ok", detail=json.dumps(asdict(declaration(fn))))

@@ -135,6 +135,8 @@ def test_wrong_variant_is_rejected(component, variant):
     report, caught = audit_variant(spec, wrong)
     assert not report.passed
     assert caught, f"{variant} passed the cases meant to catch it: {wrong.catches}"
+    diagnosed = [r.case for r in report.failures() if r.diagnosis and variant in r.diagnosis["matches"]]
+    assert diagnosed, f"no failing case diagnoses {variant}: {[r.diagnosis for r in report.failures()]}"
 
 
 def _backend_params(*backends):
