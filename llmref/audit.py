@@ -9,6 +9,7 @@ Given as a 'module:callable' name it runs in an isolated worker process (llmref.
 so exiting, hanging or crashing ends only that case, as CRASHED or TIMEOUT. Given as a
 callable object it runs in this process, where it already lives.
 """
+import shlex
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from llmref.cases import CaseAt, call, widen
 from llmref.dtypes import UNIT_ROUNDOFF, is_float_dtype
 from llmref.compare import Comparison, Outcome, compare
 from llmref.errors import InputError
+from llmref.external import External
 from llmref.spec import Spec, load_spec, resolve
 from llmref.store import load_case
 from llmref.tolerance import Tolerance, tolerance_for
@@ -78,10 +80,10 @@ def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, re
     """Run `fn` on the component's cases at `dtype` (default float32) and compare.
 
     component: a shipped spec's id, or a Spec (e.g. from llmref.spec.parse_spec_file).
-    fn: a callable (runs in this process) or a 'module:callable' name (runs in a worker
-    process with `timeout` seconds per case). cases: case ids to run (default: every case of
+    fn: a callable (runs in this process), a 'module:callable' name (runs in a worker
+    process with `timeout` seconds per case), or an llmref.external.External program. cases: case ids to run (default: every case of
     `tier`; 'full' adds the large cases, computed live by the reference). repro: a format
-    string for the reproduction command, with {case} and {dtype} fields. diagnose: on a
+    string for the reproduction command, in which {case} and {dtype} are replaced. diagnose: on a
     numerical failure, say which of the spec's wrong variants the output matches.
     """
     spec = component if isinstance(component, Spec) else load_spec(component)
@@ -89,25 +91,28 @@ def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, re
     if dtype not in spec.dtypes:
         raise InputError(f"dtype: {spec.id} is specified at {list(spec.dtypes)}, not {dtype!r}")
     selected = select_cases(spec, cases, tier)
-    if isinstance(fn, str):
+    if isinstance(fn, External):
+        runner, label = fn, label or f"exec:{fn.command}"
+    elif isinstance(fn, str):
         runner, label = Worker(fn, timeout), label or fn
     elif callable(fn):
         runner = InProcess(fn)
         label = label or getattr(fn, "__module__", "?") + ":" + getattr(fn, "__qualname__", repr(fn))
     else:
         raise InputError(f"fn: expected a callable or a 'module:callable' name, got {type(fn).__name__}")
-    repro = repro or f"llmref audit {spec.id} {label} --case {{case}} --dtype {{dtype}}"
+    how = f"--exec {shlex.quote(fn.command)}" if isinstance(fn, External) else label
+    repro = repro or f"llmref audit {spec.id} {how} --case {{case}} --dtype {{dtype}}"
     results = []
     try:
         declared = runner.load([t.name for t in spec.inputs] + list(spec.params))
         for case in selected:
-            command = repro.format(case=case.id, dtype=dtype)
+            command = repro.replace("{case}", case.id).replace("{dtype}", dtype)
             why = declared.unsupported(case.id, dtype)
             if why:
                 results.append(CaseResult(case.id, Outcome.UNSUPPORTED, why, repro=command))
                 continue
             at = load_case(spec, case, dtype)
-            reply = runner.run(spec, at.inputs, case.params)
+            reply = runner.run(spec, case.id, dtype, at.inputs, case.params)
             result = judge(spec, case, at, dtype, reply, command)
             if diagnose and result.outcome in DIAGNOSABLE and spec.wrong_variants:
                 result.diagnosis = diagnosis(spec, case, at, dtype, reply.outputs)

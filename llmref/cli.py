@@ -79,7 +79,11 @@ def _parser():
 
     s = sub.add_parser("audit", help="judge an implementation MODULE:CALLABLE")
     s.add_argument("component", help="a shipped component (see `llmref list`)")
-    s.add_argument("target", metavar="MODULE:CALLABLE")
+    s.add_argument("target", metavar="MODULE:CALLABLE", nargs="?",
+                   help="the implementation (or give --exec)")
+    s.add_argument("--exec", dest="command", metavar="CMD",
+                   help="audit a program instead: run CMD once per case, exchanging safetensors "
+                        "files (protocol: specs/FORMAT.md)")
     s.add_argument("--spec", metavar="FILE", help="audit against this spec file instead of a "
                    "shipped one (its cases are computed live by the reference it names)")
     s.add_argument("--case", action="append")
@@ -270,13 +274,22 @@ def cmd_audit(args):
     spec = parse_spec_file(args.spec) if args.spec else load_spec(args.component)
     if spec.id != args.component:
         raise InputError(f"--spec: {args.spec} defines {spec.id!r}, not {args.component!r}")
-    target = args.target
-    if args.in_process:
-        target = _import_here(args.target)
     if args.timeout <= 0:
         raise InputError(f"--timeout: must be > 0 seconds, got {args.timeout:g}")
+    if (args.target is None) == (args.command is None):
+        raise InputError("MODULE:CALLABLE: give either an implementation or --exec CMD, not both")
+    if args.command is not None:
+        from llmref.external import External
+
+        try:
+            target, label = External(args.command, args.timeout), f"exec:{args.command}"
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    else:
+        target = _import_here(args.target) if args.in_process else args.target
+        label = args.target
     report = audit(spec, target, cases=args.case, dtype=args.dtype, tier=args.tier,
-                   label=args.target, timeout=args.timeout, diagnose=args.diagnose)
+                   label=label, timeout=args.timeout, diagnose=args.diagnose)
     _write_junit(args.junit, [report])
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))

@@ -86,7 +86,7 @@ class InProcess:
             raise WorkerError(problem)
         return declaration(self.fn)
 
-    def run(self, spec, inputs: dict, params: dict) -> Reply:
+    def run(self, spec, case_id: str, dtype: str, inputs: dict, params: dict) -> Reply:
         return invoke(self.fn, [t.name for t in spec.outputs], inputs, params)
 
     def close(self):
@@ -111,7 +111,7 @@ class Worker:
         self.names = list(names)
         return self.start()
 
-    def run(self, spec, inputs: dict, params: dict) -> Reply:
+    def run(self, spec, case_id: str, dtype: str, inputs: dict, params: dict) -> Reply:
         if self.proc is None:
             self.start()
         header = {"op": "call", "outputs": [t.name for t in spec.outputs], "params": params}
