@@ -60,6 +60,10 @@ def _parser():
     s.add_argument("--component", action="append", help="only this component (repeatable)")
     s.add_argument("--out", help="write into this folder instead of the shipped golden/")
     s.set_defaults(run=cmd_generate)
+    s = g.add_parser("pack", help="write a self-describing zip of goldens and specs for any language")
+    s.add_argument("out", metavar="OUT", help="the zip file to write")
+    s.add_argument("--component", action="append")
+    s.set_defaults(run=cmd_pack)
     s = g.add_parser("verify", help="check every golden file against MANIFEST.json")
     s.add_argument("--component", action="append")
     s.add_argument("--root", help="verify this folder instead of the shipped golden/")
@@ -177,6 +181,16 @@ def cmd_show(args):
 def cmd_generate(args):
     written = generate(_components(args.component), args.out)
     say(f"wrote {len(written)} golden files")
+    return 0
+
+
+def cmd_pack(args):
+    from llmref.pack import write_pack
+
+    index = write_pack(args.out, _components(args.component))
+    cases = sum(len(c["cases"]) for c in index["components"].values())
+    say(f"wrote {args.out}: {len(index['components'])} components, {cases} cases, "
+        f"{len(index['files'])} files")
     return 0
 
 
