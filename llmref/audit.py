@@ -37,7 +37,8 @@ class CaseResult:
     detail: str
     comparisons: list = field(default_factory=list)
     repro: str = ""
-    diagnosis: dict | None = None  # see diagnose()
+    diagnosis: dict | None = None  # see diagnosis()
+    inputs: dict | None = field(default=None, repr=False)  # a failing case's inputs, for reports
 
     def to_dict(self):
         return {"case": self.case, "outcome": self.outcome.value, "detail": self.detail,
@@ -144,7 +145,8 @@ def judge(spec: Spec, case, at: CaseAt, dtype: str, reply: Reply, repro: str) ->
     if not failed:
         return CaseResult(case.id, Outcome.PASSED, "", comparisons, repro)
     first: Comparison = failed[0]
-    return CaseResult(case.id, first.outcome, f"{first.output}: {first.detail}", comparisons, repro)
+    return CaseResult(case.id, first.outcome, f"{first.output}: {first.detail}", comparisons, repro,
+                      inputs=at.inputs)
 
 
 DIAGNOSABLE = (Outcome.NUMERICAL_MISMATCH, Outcome.NAN_INF_MISMATCH, Outcome.SHAPE_MISMATCH)

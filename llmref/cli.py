@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     except GoldenError as exc:
         say(f"golden: {exc}", "red", err)
         return 1
+    except BrokenPipeError:  # the reader of our output went away (| head): not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 def _parser():
@@ -77,8 +80,7 @@ def _parser():
     s.add_argument("--dtype", action="append", choices=FLOAT_DTYPES)
     s.add_argument("--case", action="append")
     s.add_argument("--tier", choices=("smoke", "full"), default="smoke")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    _report_options(s)
     s.set_defaults(run=cmd_check)
 
     s = sub.add_parser("audit", help="judge an implementation MODULE:CALLABLE")
@@ -99,17 +101,32 @@ def _parser():
                    help="run the implementation in this process (debugging: no isolation)")
     s.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                    help="do not run the spec's wrong variants on failing cases")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    _report_options(s)
     s.set_defaults(run=cmd_audit)
 
     s = sub.add_parser("selftest", help="prove wrong variants and trivial mutants are rejected")
     s.add_argument("--component", action="append")
     s.add_argument("--dtype", action="append", choices=FLOAT_DTYPES)
     s.add_argument("--tier", choices=("smoke", "full"), default="smoke")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write the JSON report with the kill matrix (schema llmref-selftest/1)")
+    s.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     s.set_defaults(run=cmd_selftest)
     return p
+
+
+def _report_options(s):
+    s.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write the JSON report (schema llmref-report/1) to FILE, or to stdout")
+    s.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    s.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+
+
+def _write(args, reports, title, extra=None):
+    from llmref.report import write_reports
+
+    write_reports(reports, command="llmref " + " ".join(sys.argv[1:]), json_path=args.json,
+                  junit_path=args.junit, html_path=args.html, title=title, extra=extra)
 
 
 def _components(names):
@@ -210,7 +227,7 @@ def cmd_check(args):
 
     components = _components(args.component)
     cells = []
-    with Progress(console=err, transient=True, disable=args.json or not err.is_terminal) as bar:
+    with Progress(console=err, transient=True, disable=args.json == "-" or not err.is_terminal) as bar:
         task = bar.add_task("checking", total=None)
 
         def progress(component, backend, dtype):
@@ -219,12 +236,10 @@ def cmd_check(args):
         for cell in run_check(components, args.backend, args.dtype, args.case, args.tier, progress):
             cells.append(cell)
     failed = [c for c in cells if c.status == "fail"]
-    _write_junit(args.junit, [c.report for c in cells if c.report])
-    if args.json:
-        print(json.dumps([{"component": c.component, "backend": c.backend, "dtype": c.dtype,
-                           "status": c.status, "note": c.note,
-                           "report": c.report.to_dict() if c.report else None} for c in cells],
-                         indent=1))
+    _write(args, [c.report for c in cells if c.report], "llmref check", extra={"cells": [
+        {"component": c.component, "backend": c.backend, "dtype": c.dtype, "status": c.status,
+         "note": c.note} for c in cells]})
+    if args.json == "-":
         return 1 if failed else 0
     _print_matrix(cells, args.backend or BACKENDS)
     for cell in failed:
@@ -304,9 +319,8 @@ def cmd_audit(args):
         label = args.target
     report = audit(spec, target, cases=args.case, dtype=args.dtype, tier=args.tier,
                    label=label, timeout=args.timeout, diagnose=args.diagnose)
-    _write_junit(args.junit, [report])
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=1))
+    _write(args, [report], f"llmref audit {report.component} {report.implementation}")
+    if args.json == "-":
         return 0 if report.passed else 1
     table = Table(title=Text(f"audit {report.component} {report.implementation} at {report.dtype} "
                              f"({report.isolation})"))
@@ -339,63 +353,36 @@ def _import_here(target):
     return fn
 
 
-def _write_junit(path, reports):
-    if path:
-        from llmref.report import junit_xml
-
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(junit_xml(reports))
-
-
 def cmd_selftest(args):
-    from llmref.selftest import largest_bounds, run_mutants, run_variants
+    from llmref.selftest import selftest_document, selftest_junit
 
-    components = _components(args.component)
-    rows, bad, summary = [], 0, {"components": []}
-    for component in components:
-        checks = run_mutants(component, args.dtype, args.tier)
-        entry = {"component": component, "dtypes": {}, "variants": []}
-        for dtype in dict.fromkeys(c.dtype for c in checks):
-            mine = [c for c in checks if c.dtype == dtype]
-            applicable = [c for c in mine if c.outcome is not None and c.mutant != "expected"]
-            escaped = [c for c in mine if not c.ok]
-            bad += len(escaped)
-            entry["dtypes"][dtype] = {"mutants": len(applicable), "rejected": len(applicable) - len(
-                [c for c in escaped if c.mutant != "expected"]), "not_applicable": len(
-                [c for c in mine if c.outcome is None]), "escaped": [
-                {"case": c.case, "output": c.output, "mutant": c.mutant, "outcome": c.outcome.value}
-                for c in escaped]}
-            rows.append((component, dtype, entry["dtypes"][dtype], escaped))
-        summary["components"].append(entry)
-    for result in run_variants(components):
-        bad += not result.caught
-        next(e for e in summary["components"] if e["component"] == result.component)["variants"].append(
-            {"id": result.variant.id, "dtype": result.variant.dtype, "caught": result.caught,
-             "counts": result.report.counts()})
-        rows.append((result.component, result.variant, result, None))
-    bounds = largest_bounds(components, args.tier)
-    summary["largest_rtol"] = {d: {"rtol": r, "component": c, "case": k} for d, (r, c, k) in bounds.items()}
+    document = selftest_document(_components(args.component), args.dtype, args.tier)
     if args.json:
-        print(json.dumps(summary, indent=1))
-        return 1 if bad else 0
-    for component, key, value, escaped in rows:
-        if escaped is not None:
-            ok = not escaped
-            say(f"{component} at {key}: trivial mutants {value['rejected']}/{value['mutants']} rejected"
-                f" ({value['not_applicable']} not applicable), correctly rounded output "
-                + ("passed" if not any(c.mutant == "expected" for c in escaped) else "FAILED"),
-                "green" if ok else "red")
-            for c in escaped:
-                say(f"    {'control' if c.mutant == 'expected' else 'NOT REJECTED'}: case {c.case} "
-                    f"output {c.output} mutant {c.mutant} -> {c.outcome.value}", "red")
-        else:
-            outcomes = ", ".join(f"{k}={v}" for k, v in value.report.counts().items())
-            say(f"{component} / {key.id} at {key.dtype}: "
-                + ("rejected" if value.caught else "NOT REJECTED") + f" ({outcomes})",
-                "green" if value.caught else "red")
-    for dtype, (rtol, component, case) in bounds.items():
-        say(f"largest relative bound at {dtype}: {rtol:.3g} ({component} / {case})")
-    return 1 if bad else 0
+        text = json.dumps(document, indent=1)
+        if args.json == "-":
+            print(text)
+            return 1 if document["escaped"] else 0
+        with open(args.json, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    if args.junit:
+        with open(args.junit, "w", encoding="utf-8") as handle:
+            handle.write(selftest_junit(document))
+    for entry in document["components"]:
+        for dtype, d in entry["dtypes"].items():
+            say(f"{entry['component']} at {dtype}: trivial mutants {d['rejected']}/{d['mutants']} rejected"
+                f" ({d['not_applicable']} not applicable), correctly rounded output "
+                + ("passed" if d["control_passed"] else "FAILED"), "green" if not d["escaped"] else "red")
+            for e in d["escaped"]:
+                say(f"    {'control' if e['mutant'] == 'expected' else 'NOT REJECTED'}: case {e['case']} "
+                    f"output {e['output']} mutant {e['mutant']} -> {e['outcome']}", "red")
+        for v in entry["variants"]:
+            outcomes = ", ".join(f"{k}={n}" for k, n in v["counts"].items())
+            say(f"{entry['component']} / {v['id']} at {v['dtype']}: "
+                + ("rejected" if v["caught"] else "NOT REJECTED") + f" ({outcomes})",
+                "green" if v["caught"] else "red")
+    for dtype, b in document["largest_rtol"].items():
+        say(f"largest relative bound at {dtype}: {b['rtol']:.3g} ({b['component']} / {b['case']})")
+    return 1 if document["escaped"] else 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class Comparison:
     outcome: Outcome
     detail: str = ""
     metrics: dict = field(default_factory=dict)
+    # for a failure: {"actual", "expected", "ratio" (each element's error / its bound)}, the
+    # arrays a report plots; kept out of JSON
+    evidence: dict | None = field(default=None, repr=False, compare=False)
 
 
 def compare(name, actual, expected, declared: str, dtype: str, tol, tie=None, bound=None) -> Comparison:
@@ -96,7 +99,8 @@ def _exact(name, actual, expected, tie):
     metrics["worst_index"] = worst
     return Comparison(name, Outcome.NUMERICAL_MISMATCH,
                       f"{int(diff.sum())}/{diff.size} values differ; first at {worst}: "
-                      f"{actual[worst]} vs {expected[worst]}", metrics)
+                      f"{actual[worst]} vs {expected[worst]}", metrics,
+                      {"actual": actual, "expected": expected, "ratio": diff.astype(np.float64)})
 
 
 def _compare_float(name, a, e, tol, tie, bound):
@@ -107,7 +111,8 @@ def _compare_float(name, a, e, tol, tie, bound):
         where = tuple(int(i) for i in np.argwhere(parity)[0])
         return Comparison(name, Outcome.NAN_INF_MISMATCH,
                           f"{int(parity.sum())} NaN/Inf position(s) differ; first at {where}: "
-                          f"{a[where]:.9g} vs {e[where]:.9g}", {"worst_index": where})
+                          f"{a[where]:.9g} vs {e[where]:.9g}", {"worst_index": where},
+                          {"actual": a, "expected": e, "ratio": np.where(parity, np.inf, 0.0)})
     finite = np.isfinite(e)
     a, e = np.where(finite, a, 0.0), np.where(finite, e, 0.0)
     bound = np.zeros(e.shape) if bound is None else np.where(finite, np.broadcast_to(bound, e.shape), 0.0)
@@ -158,5 +163,6 @@ def _compare_float(name, a, e, tol, tie, bound):
     if one_minus_cos > nmse_max:
         failures.append(f"cosine {1 - one_minus_cos:.9f} < {metrics['cosine_min']:.9f}")
     if failures:
-        return Comparison(name, Outcome.NUMERICAL_MISMATCH, "; ".join(failures), metrics)
+        return Comparison(name, Outcome.NUMERICAL_MISMATCH, "; ".join(failures), metrics,
+                          {"actual": a, "expected": e, "ratio": ratio})
     return Comparison(name, Outcome.PASSED, "", metrics)

@@ -62,3 +62,72 @@ def largest_bounds(components, tier="smoke") -> dict:
                 if rtol > worst.get(dtype, (0.0,))[0]:
                     worst[dtype] = (rtol, spec.id, case.id)
     return worst
+
+
+SCHEMA = "llmref-selftest/1"
+
+
+def selftest_document(components, dtypes=None, tier="smoke") -> dict:
+    """Everything `llmref selftest` found, as JSON (schema llmref-selftest/1): per component
+    and dtype the trivial mutants (counts, and any that escaped), per wrong variant whether it
+    was caught, and the kill matrix -- which case rejects which variant or mutant."""
+    document = {"schema": SCHEMA, "tier": tier, "components": [], "escaped": 0}
+    for component in components:
+        spec = load_spec(component)
+        checks = run_mutants(component, dtypes, tier)
+        entry = {"component": component, "dtypes": {}, "variants": [], "matrix": {}}
+        for dtype in dict.fromkeys(c.dtype for c in checks):
+            mine = [c for c in checks if c.dtype == dtype]
+            applicable = [c for c in mine if c.outcome is not None and c.mutant != "expected"]
+            escaped = [c for c in mine if not c.ok]
+            entry["dtypes"][dtype] = {
+                "mutants": len(applicable),
+                "rejected": sum(c.ok for c in applicable),
+                "not_applicable": sum(c.outcome is None for c in mine),
+                "control_passed": all(c.ok for c in mine if c.mutant == "expected"),
+                "escaped": [{"case": c.case, "output": c.output, "mutant": c.mutant,
+                             "outcome": c.outcome.value} for c in escaped]}
+            document["escaped"] += len(escaped)
+            for c in applicable:
+                killed = entry["matrix"].setdefault(f"mutant:{c.mutant}", {}).setdefault(c.case, [])
+                if c.ok and dtype not in killed:
+                    killed.append(dtype)
+        for result in run_variants([component]):
+            failed = {r.case for r in result.report.results if r.outcome not in NOT_FAILED}
+            entry["variants"].append({"id": result.variant.id, "dtype": result.variant.dtype,
+                                      "caught": result.caught, "counts": result.report.counts(),
+                                      "catches": list(result.variant.catches)})
+            entry["matrix"][f"variant:{result.variant.id}"] = {
+                case.id: [result.variant.dtype] if case.id in failed else []
+                for case in select_cases(spec, None, "smoke")}
+            document["escaped"] += not result.caught
+        document["components"].append(entry)
+    bounds = largest_bounds(components, tier)
+    document["largest_rtol"] = {d: {"rtol": r, "component": c, "case": k}
+                                for d, (r, c, k) in bounds.items()}
+    return document
+
+
+def selftest_junit(document) -> str:
+    """One <testsuite> per component; a <testcase> per dtype's mutants and per wrong variant."""
+    import xml.etree.ElementTree as ET
+
+    suites = ET.Element("testsuites", {"name": "llmref selftest"})
+    for entry in document["components"]:
+        cases = []
+        for dtype, d in entry["dtypes"].items():
+            problem = "; ".join(f"{e['mutant']} on {e['case']}/{e['output']} -> {e['outcome']}"
+                                for e in d["escaped"])
+            cases.append((f"trivial_mutants[{dtype}]", problem))
+        for v in entry["variants"]:
+            cases.append((f"wrong_variant:{v['id']}[{v['dtype']}]",
+                          "" if v["caught"] else f"not rejected: {v['counts']}"))
+        suite = ET.SubElement(suites, "testsuite", {
+            "name": entry["component"], "tests": str(len(cases)),
+            "failures": str(sum(bool(p) for _, p in cases)), "errors": "0", "skipped": "0"})
+        for name, problem in cases:
+            case = ET.SubElement(suite, "testcase", {"classname": f"llmref.selftest.{entry['component']}",
+                                                     "name": name})
+            if problem:
+                ET.SubElement(case, "failure", {"type": "ESCAPED", "message": problem})
+    return ET.tostring(suites, encoding="unicode")

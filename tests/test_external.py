@@ -25,7 +25,7 @@ def program(tmp_path_factory):
 def audit(command, *args):
     result = subprocess.run([LLMREF, "audit", "softmax", "--exec", command, "--json", *args],
                             capture_output=True, text=True, timeout=300)
-    return result.returncode, json.loads(result.stdout)
+    return result.returncode, json.loads(result.stdout)["reports"][0]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

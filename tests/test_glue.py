@@ -288,7 +288,9 @@ def test_softmax_bad_input_names_the_argument(fn):
 def test_cli_exit_codes_and_json():
     ok = run_cli("audit", "softmax", "llmref.ref.softmax:softmax", "--json")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["passed"] is True
+    document = json.loads(ok.stdout)
+    assert document["schema"] == "llmref-report/1" and document["summary"]["passed"] is True
+    assert document["reports"][0]["passed"] is True
     bad = run_cli("audit", "softmax", "llmref.ref.wrong.softmax:softmax_without_max_subtraction")
     assert bad.returncode == 1
     assert "reproduce: llmref audit softmax" in bad.stdout
@@ -302,7 +304,7 @@ def test_check_json_has_a_cell_per_backend():
     result = run_cli("check", "--component", "softmax", "--backend", "numba-cpu",
                      "--backend", "cupy", "--json")
     assert result.returncode == 0, result.stdout[-2000:]
-    cells = json.loads(result.stdout)
+    cells = json.loads(result.stdout)["cells"]
     cpu = [c for c in cells if c["backend"] == "numba-cpu"]
     assert {c["dtype"] for c in cpu} == {"float64", "float32", "float16", "bfloat16"}
     assert all(c["status"] == "pass" for c in cpu)

@@ -74,7 +74,7 @@ def audit_cli(cwd, *args, component="softmax"):
 def test_exit_and_segfault_are_crashed_cases_and_a_failing_exit_code(impl_dir, name, outcome, why):
     result = audit_cli(impl_dir, f"impls:{name}", "--case", "random_rows", "--case", "peaked", "--json")
     assert result.returncode == 1, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["reports"][0]
     assert [c["outcome"] for c in report["cases"]] == [outcome, outcome]
     assert why in report["cases"][0]["detail"]
     assert report["isolation"] == "worker"
@@ -84,7 +84,7 @@ def test_a_hang_is_a_timeout_and_the_next_case_still_runs(impl_dir):
     result = audit_cli(impl_dir, "impls:hangs", "--case", "random_rows", "--case", "peaked",
                        "--timeout", "1.5", "--json")
     assert result.returncode == 1
-    cases = json.loads(result.stdout)["cases"]
+    cases = json.loads(result.stdout)["reports"][0]["cases"]
     assert [c["outcome"] for c in cases] == ["TIMEOUT", "TIMEOUT"]
 
 
@@ -92,7 +92,7 @@ def test_the_worker_restarts_after_a_crash(impl_dir, tmp_path):
     junit = tmp_path / "report.xml"
     result = audit_cli(impl_dir, "impls:crashes_on_one_case", "--json", "--junit", str(junit))
     assert result.returncode == 1
-    cases = {c["case"]: c["outcome"] for c in json.loads(result.stdout)["cases"]}
+    cases = {c["case"]: c["outcome"] for c in json.loads(result.stdout)["reports"][0]["cases"]}
     assert cases.pop("random_rows") == "CRASHED"
     assert set(cases.values()) == {"PASSED"}
     assert 'type="CRASHED"' in junit.read_text()
@@ -101,7 +101,7 @@ def test_the_worker_restarts_after_a_crash(impl_dir, tmp_path):
 def test_prints_and_markup_in_messages_never_reach_the_report(impl_dir):
     result = audit_cli(impl_dir, "impls:chatty", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["passed"] is True  # stdout is only the JSON report
+    assert json.loads(result.stdout)["reports"][0]["passed"] is True  # stdout is only the JSON report
     result = audit_cli(impl_dir, "impls:raises_markup", "--case", "random_rows")
     assert result.returncode == 1
     assert "ValueError: bad [/x] input [bold]" in result.stdout
@@ -193,11 +193,11 @@ def test_returned_arrays_that_are_not_numeric_are_a_dtype_mismatch(impl_dir):
                                      "def obj(x, axis):\n    return object()\n")
     for name in ("strings", "obj"):
         result = audit_cli(impl_dir, f"odd:{name}", "--case", "random_rows", "--json")
-        assert json.loads(result.stdout)["cases"][0]["outcome"] == "DTYPE_MISMATCH"
+        assert json.loads(result.stdout)["reports"][0]["cases"][0]["outcome"] == "DTYPE_MISMATCH"
 
 
 def test_full_tier_inputs_cross_the_worker_boundary(impl_dir):
     """A full-tier case (16 x 32000 logits) is fed through the pipe and judged."""
     result = audit_cli(impl_dir, "impls:one_tuple", "--case", "vocab_rows", "--json")
     assert result.returncode == 0, result.stderr
-    assert np.isfinite(json.loads(result.stdout)["cases"][0]["outputs"][0]["metrics"]["nmse"])
+    assert np.isfinite(json.loads(result.stdout)["reports"][0]["cases"][0]["outputs"][0]["metrics"]["nmse"])
