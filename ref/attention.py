@@ -24,8 +24,7 @@ def sdpa(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0):
     """out[b, h, i] = sum_j softmax_j(s[b, h, i, :]) v[b, h // G, j],  G = Hq / Hkv
        s[b, h, i, j] = scale * q[b, h, i] . k[b, h // G, j]   (-inf where masked)
     scale 0 means 1/sqrt(D). Fully masked rows give 0."""
-    q, k, v, key_padding_mask, scale = check_attention_inputs(q, k, v, key_padding_mask,
-                                                              window, scale)
+    q, k, v, key_padding_mask, scale = sdpa_args(q, k, v, key_padding_mask, window, scale)
     out, _ = attention_with_lse(q, k, v, attention_mask(q, k, key_padding_mask, causal, window),
                                 scale)
     return out
@@ -36,7 +35,7 @@ def attention_with_lse(q, k, v, mask, scale):
     k, v = repeat_kv(k, q.shape[1]), repeat_kv(v, q.shape[1])  # (B, Hq, Lk, D)
     scores = scale * (q @ np.swapaxes(k, -1, -2))  # (B, Hq, Lq, Lk)
     scores = np.where(mask, scores, -np.inf)
-    m = scores.max(axis=-1, keepdims=True)  # (B, Hq, Lq, 1)
+    m = scores.max(axis=-1, keepdims=True, initial=-np.inf)  # (B, Hq, Lq, 1); -inf for Lk = 0
     m = np.where(np.isfinite(m), m, 0)  # fully masked row: every exp(-inf) is 0
     p = np.exp(scores - m)
     denom = p.sum(axis=-1, keepdims=True)
@@ -65,12 +64,18 @@ def attention_mask(q, k, key_padding_mask, causal, window):
     return keep[None, None] & key_padding_mask[:, None, None, :]  # (B, 1, Lq, Lk)
 
 
-def check_attention_inputs(q, k, v, key_padding_mask, window, scale):
-    """Validate shapes and head counts; returns the arrays and the resolved scale."""
+def sdpa_args(q, k, v, key_padding_mask, window, scale):
+    """Validate shapes and head counts; returns the arrays and the resolved scale. Every
+    backend of sdpa, online_attention and kv_cache_decode checks through this.
+
+    Zero sizes: a batch of 0 sequences, 0 queries or 0 keys is a valid call (empty output,
+    or rows with no key: 0); 0 query heads, 0 KV heads or a head width of 0 is an error."""
     q = float_array("q", q, ndim=4)
     k = float_array("k", k, ndim=4)
     v = float_array("v", v, ndim=4)
     b, hq, _, d = q.shape
+    if hq == 0 or d == 0:
+        raise InputError(f"q: needs at least one head of width >= 1, got shape {q.shape}")
     if k.shape[0] != b:
         raise InputError(f"k: batch {k.shape[0]} differs from q's batch {b}")
     if k.shape[3] != d:
@@ -79,6 +84,8 @@ def check_attention_inputs(q, k, v, key_padding_mask, window, scale):
         raise InputError(f"k: {k.shape[1]} KV heads do not divide {hq} query heads")
     if v.shape[:3] != k.shape[:3]:
         raise InputError(f"v: shape {v.shape} does not match k's (B, Hkv, Lk) {k.shape[:3]}")
+    if v.shape[3] == 0:
+        raise InputError(f"v: value width must be >= 1, got shape {v.shape}")
     if key_padding_mask is None:  # no padding: every key is kept
         key_padding_mask = np.ones((b, k.shape[2]), dtype=bool)
     key_padding_mask = np.asarray(key_padding_mask)
@@ -93,6 +100,15 @@ def check_attention_inputs(q, k, v, key_padding_mask, window, scale):
     return q, k, v, key_padding_mask, float(1.0 / np.sqrt(d) if scale == 0 else scale)
 
 
+def online_attention_args(q, k, v, key_padding_mask, window, scale, block_size):
+    """sdpa_args plus block_size, an integer >= 1; returns sdpa_args' values and block_size."""
+    checked = sdpa_args(q, k, v, key_padding_mask, window, scale)
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
+            or block_size < 1:
+        raise InputError(f"block_size: must be an integer >= 1, got {block_size!r}")
+    return checked + (int(block_size),)
+
+
 def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0, block_size=4):
     """Flash-style attention: one pass over key blocks of `block_size` keeping, per query row,
     the running max m, running sum l and unnormalised output o:
@@ -101,11 +117,8 @@ def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.
       o' = o e^(m - m') + sum_j e^(s_j - m') v_j;   out = o / l,  lse = m + log l
 
     Equal to sdpa up to rounding; returns (out, lse)."""
-    q, k, v, key_padding_mask, scale = check_attention_inputs(q, k, v, key_padding_mask,
-                                                              window, scale)
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
-            or block_size < 1:
-        raise InputError(f"block_size: must be an integer >= 1, got {block_size!r}")
+    q, k, v, key_padding_mask, scale, block_size = online_attention_args(
+        q, k, v, key_padding_mask, window, scale, block_size)
     mask = attention_mask(q, k, key_padding_mask, causal, window)  # (B, 1, Lq, Lk)
     k, v = repeat_kv(k, q.shape[1]), repeat_kv(v, q.shape[1])  # (B, Hq, Lk, D)
     shape = q.shape[:3]
@@ -130,10 +143,13 @@ def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.
 
 
 def merge_states_args(out_a, lse_a, out_b, lse_b):
-    """Validated (out_a, lse_a, out_b, lse_b): outputs (..., Dv) of one shape, lse (...) each
-    (-inf allowed: no keys); every backend checks through this."""
+    """Validated (out_a, lse_a, out_b, lse_b): outputs (..., Dv) of one shape, Dv >= 1 (any
+    number of rows, 0 included), lse (...) each (-inf allowed: no keys); every backend checks
+    through this."""
     out_a = float_array("out_a", out_a, min_ndim=1)
     out_b = float_array("out_b", out_b, min_ndim=1)
+    if out_a.shape[-1] == 0:
+        raise InputError(f"out_a: value width must be >= 1, got shape {out_a.shape}")
     lse_a = float_array("lse_a", lse_a, allow_neg_inf=True)
     lse_b = float_array("lse_b", lse_b, allow_neg_inf=True)
     if out_b.shape != out_a.shape:
@@ -165,6 +181,23 @@ def merge_attention_states(out_a, lse_a, out_b, lse_b):
     return out.astype(out_a.dtype), lse.astype(out_a.dtype)
 
 
+def kv_cache_decode_args(q, k, v, prefill_len, rope_base):
+    """Validated (q, k, v, scale 1/sqrt(D), prefill_len): sdpa_args without masks, then
+    self-attention (k as long as q), an even head dim (rotate-half RoPE), a positive base
+    and 1 <= prefill_len <= L. Every backend checks through this."""
+    q, k, v, _, scale = sdpa_args(q, k, v, None, 0, 0.0)
+    length = q.shape[2]
+    if k.shape[2] != length:
+        raise InputError(f"k: length {k.shape[2]} differs from q's {length} (self-attention)")
+    if q.shape[3] % 2:
+        raise InputError(f"q: head dim {q.shape[3]} is odd; rotate-half RoPE pairs channels")
+    positive("rope_base", rope_base)
+    if isinstance(prefill_len, bool) or not isinstance(prefill_len, (int, np.integer)) \
+            or not 1 <= prefill_len <= length:
+        raise InputError(f"prefill_len: must be an integer in [1, {length}], got {prefill_len!r}")
+    return q, k, v, scale, int(prefill_len)
+
+
 def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
     """Autoregressive attention through a contiguous KV cache, the way a server runs it:
 
@@ -175,13 +208,8 @@ def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
     q (B, Hq, L, D), k, v (B, Hkv, L, D) are the un-rotated projections of the whole sequence;
     rotate-half RoPE with the given base. Equal to causal sdpa over the whole rotated sequence.
     """
-    q, k, v, _, scale = check_attention_inputs(q, k, v, None, 0, 0.0)
+    q, k, v, scale, prefill_len = kv_cache_decode_args(q, k, v, prefill_len, rope_base)
     length = q.shape[2]
-    if k.shape[2] != length:
-        raise InputError(f"k: length {k.shape[2]} differs from q's {length} (self-attention)")
-    if isinstance(prefill_len, bool) or not isinstance(prefill_len, (int, np.integer)) \
-            or not 1 <= prefill_len <= length:
-        raise InputError(f"prefill_len: must be an integer in [1, {length}], got {prefill_len!r}")
     inv_freq, _ = rope_inv_freq(q.shape[-1], base=rope_base)
     cache_k = np.zeros_like(k)  # (B, Hkv, L, D): preallocated, filled left to right
     cache_v = np.zeros_like(v)

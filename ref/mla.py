@@ -26,8 +26,8 @@ def mla(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads=2, 
       scale = (dn + dr)^-0.5 * mscale(rope_factor, mscale_all_dim)^2    (YaRN; mscale = 1 when
                                                                           rope_factor <= 1)
     """
-    w = _check(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
-               d_rope)
+    w = mla_args(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
+                 d_rope, rope_base, eps)
     q_nope, q_pe = project_queries(w, n_heads, d_nope, eps)  # (B, H, L, dn), (B, H, L, dr)
     c_kv, k_pe = project_latent(w, eps)  # (B, L, Rkv), (B, L, dr)
     cos, sin = _rope_tables(w["positions"], d_rope, rope_base, rope_factor,
@@ -35,7 +35,8 @@ def mla(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads=2, 
     q_pe = rotate(q_pe, cos, sin, interleaved)
     k_pe = rotate(k_pe, cos, sin, interleaved)
     b, length, _ = c_kv.shape
-    kv = (c_kv @ w["wkv_b"]).reshape(b, length, n_heads, -1)  # (B, L, H, dn+dv)
+    kv = c_kv @ w["wkv_b"]  # (B, L, H*(dn+dv))
+    kv = kv.reshape(b, length, n_heads, kv.shape[-1] // n_heads)  # (B, L, H, dn+dv)
     kv = kv.transpose(0, 2, 1, 3)  # (B, H, L, dn+dv)
     k_nope, v = kv[..., :d_nope], kv[..., d_nope:]
     k_pe_heads = np.broadcast_to(k_pe[:, None], (b, n_heads, length, d_rope))  # shared key
@@ -44,7 +45,8 @@ def mla(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads=2, 
     mask = attention_mask(q, k, np.ones((b, length), bool), True, 0)
     scale = softmax_scale(d_nope, d_rope, rope_factor, mscale_all_dim)
     heads, _ = attention_with_lse(q, k, v, mask, scale)  # (B, H, L, dv)
-    return heads.transpose(0, 2, 1, 3).reshape(b, length, -1) @ w["wo"]  # (B, L, Dm)
+    heads = heads.transpose(0, 2, 1, 3)  # (B, L, H, dv)
+    return heads.reshape(b, length, w["wo"].shape[0]) @ w["wo"]  # (B, L, H*dv) @ wo: (B, L, Dm)
 
 
 def mla_absorbed_decode(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo,
@@ -58,8 +60,8 @@ def mla_absorbed_decode(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b,
       s_h[j]  = scale (q_lat_h . c_kv[j] + q_pe_h . k_pe[j])
       out_h   = W_UV_h^T sum_j softmax(s_h)[j] c_kv[j]
     where wkv_b per head is [W_UK_h (Rkv, dn) | W_UV_h (Rkv, dv)]. Equal to mla."""
-    w = _check(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
-               d_rope)
+    w = mla_args(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
+                 d_rope, rope_base, eps)
     q_nope, q_pe = project_queries(w, n_heads, d_nope, eps)  # (B, H, L, dn), (B, H, L, dr)
     c_kv, k_pe = project_latent(w, eps)  # (B, L, Rkv), (B, L, dr)
     cos, sin = _rope_tables(w["positions"], d_rope, rope_base, rope_factor,
@@ -89,7 +91,8 @@ def project_queries(w, n_heads, d_nope, eps):
     """q = RMSNorm(x wq_a) wq_b, split per head into (q_nope, q_pe), each (B, H, L, .)."""
     b, length, _ = w["x"].shape
     q = rms_norm(w["x"] @ w["wq_a"], w["q_norm"], eps) @ w["wq_b"]
-    q = q.reshape(b, length, n_heads, -1).transpose(0, 2, 1, 3)  # (B, H, L, dn+dr)
+    q = q.reshape(b, length, n_heads, q.shape[-1] // n_heads)  # (B, L, H, dn+dr)
+    q = q.transpose(0, 2, 1, 3)  # (B, H, L, dn+dr)
     return q[..., :d_nope], q[..., d_nope:]
 
 
@@ -117,14 +120,16 @@ def softmax_scale(d_nope, d_rope, rope_factor, mscale_all_dim):
 def _rope_tables(positions, d_rope, base, factor, original_len, mscale, mscale_all_dim):
     """cos, sin (L, dr/2) of the YaRN frequencies (plain RoPE when factor <= 1)."""
     rope_type = "yarn" if factor > 1 else "default"
-    inv_freq, attention_factor = rope_inv_freq(d_rope, rope_type, positive("rope_base", base),
-                                               factor, original_len, mscale=mscale,
-                                               mscale_all_dim=mscale_all_dim)
+    inv_freq, attention_factor = rope_inv_freq(d_rope, rope_type, base, factor, original_len,
+                                               mscale=mscale, mscale_all_dim=mscale_all_dim)
     return rope_cos_sin(positions, inv_freq, attention_factor[0])
 
 
-def _check(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope, d_rope):
-    """Validate every shape against x and the head sizes; returns the arrays by name."""
+def mla_args(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
+             d_rope, rope_base, eps):
+    """Validate every shape against x and the head sizes; returns the arrays by name. Every
+    backend checks through this. A batch of 0 sequences or 0 tokens is a valid call (empty
+    output); a width of 0 (Dm, Rq, Rkv) is an error."""
     w = {"x": float_array("x", x, ndim=3)}
     for name, value in (("wq_a", wq_a), ("wq_b", wq_b), ("wkv_a", wkv_a), ("wkv_b", wkv_b),
                         ("wo", wo)):
@@ -136,8 +141,14 @@ def _check(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads,
             raise InputError(f"{name}: must be an integer >= 1, got {value!r}")
     if d_rope % 2:
         raise InputError(f"d_rope: must be even, got {d_rope}")
+    positive("rope_base", rope_base)
+    positive("eps", eps, allow_zero=True)
     b, length, dm = w["x"].shape
     rq, rkv = w["q_norm"].shape[0], w["kv_norm"].shape[0]
+    for name, width, what in (("x", dm, "model width Dm"), ("q_norm", rq, "query rank Rq"),
+                              ("kv_norm", rkv, "latent rank Rkv")):
+        if width == 0:
+            raise InputError(f"{name}: the {what} must be >= 1, got 0")
     expect = {"wq_a": (dm, rq), "wkv_a": (dm, rkv + d_rope)}
     for name, shape in expect.items():
         if w[name].shape != shape:

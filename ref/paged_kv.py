@@ -344,17 +344,22 @@ def paged_kv_allocator(ops, tokens, num_blocks=16, block_size=4, prefix_caching=
 
 
 def check_cache_pair(k_cache, v_cache):
-    """k_cache, v_cache: (num_blocks, block_size, num_kv_heads, head_dim), same shape and dtype."""
+    """k_cache, v_cache: (num_blocks, block_size, num_kv_heads, head_dim), same shape and dtype,
+    every dim >= 1 (a pool without a slot, a head or a channel is an error)."""
     k_cache = float_array("k_cache", k_cache, ndim=4)
     v_cache = float_array("v_cache", v_cache, ndim=4)
+    if min(k_cache.shape) == 0:
+        raise InputError(f"k_cache: (num_blocks, block_size, num_kv_heads, head_dim) must all be "
+                         f">= 1, got {k_cache.shape}")
     if v_cache.shape != k_cache.shape or v_cache.dtype != k_cache.dtype:
         raise InputError(f"v_cache: shape {v_cache.shape} {v_cache.dtype} differs from k_cache "
                          f"{k_cache.shape} {k_cache.dtype}")
     return k_cache, v_cache
 
 
-def check_write_inputs(key, value, slot_mapping, k_cache, v_cache):
-    """Validate kv_write's arguments; returns them as arrays."""
+def kv_write_args(key, value, slot_mapping, k_cache, v_cache):
+    """Validate kv_write's arguments; returns them as arrays. Every backend checks through
+    this. T = 0 new tokens is a valid call (the pools come back unchanged)."""
     k_cache, v_cache = check_cache_pair(k_cache, v_cache)
     num_blocks, block_size, hkv, d = k_cache.shape
     key = float_array("key", key, ndim=3)
@@ -363,8 +368,6 @@ def check_write_inputs(key, value, slot_mapping, k_cache, v_cache):
         raise InputError(f"key: shape {key.shape} does not match the cache's (T, {hkv}, {d})")
     if value.shape != key.shape:
         raise InputError(f"value: shape {value.shape} differs from key {key.shape}")
-    if key.shape[0] == 0:
-        raise InputError("key: no tokens to write")
     if key.dtype != k_cache.dtype or value.dtype != k_cache.dtype:
         raise InputError(f"key: dtype {key.dtype} / value {value.dtype} differ from the pool's "
                          f"{k_cache.dtype} (the write stores the inputs' own bits)")
@@ -381,8 +384,8 @@ def check_write_inputs(key, value, slot_mapping, k_cache, v_cache):
 def kv_write(key, value, slot_mapping, k_cache, v_cache):
     """k_cache[s // bs, s % bs] = key[t], v_cache[...] = value[t] for s = slot_mapping[t];
     a slot of -1 marks a padding token, which is not written. Returns new pools."""
-    key, value, slot_mapping, k_cache, v_cache = check_write_inputs(key, value, slot_mapping,
-                                                                    k_cache, v_cache)
+    key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
+                                                               k_cache, v_cache)
     block_size = k_cache.shape[1]
     k_out, v_out = k_cache.copy(), v_cache.copy()
     for t, slot in enumerate(slot_mapping.tolist()):
@@ -393,15 +396,19 @@ def kv_write(key, value, slot_mapping, k_cache, v_cache):
     return k_out, v_out
 
 
-def check_decode_inputs(q, k_cache, v_cache, block_tables, seq_lens, scale):
+def paged_attention_decode_args(q, k_cache, v_cache, block_tables, seq_lens, scale):
     """Validate paged_attention_decode's arguments; returns them and the resolved scale.
+    Every backend checks through this before any kernel runs.
 
     Every block a sequence reads must exist: its table must have ceil(seq_len / block_size)
-    entries, each in [0, num_blocks)."""
+    entries, each in [0, num_blocks). A batch of 0 sequences is a valid call (empty output);
+    0 query heads, 0 KV heads or a head width of 0 is an error."""
     k_cache, v_cache = check_cache_pair(k_cache, v_cache)
     num_blocks, block_size, hkv, d = k_cache.shape
     q = float_array("q", q, ndim=3)
     batch, hq, qd = q.shape
+    if hq == 0:
+        raise InputError(f"q: needs at least one query head, got shape {q.shape}")
     if qd != d:
         raise InputError(f"q: head_dim {qd} differs from the cache's {d}")
     if hq % hkv != 0:
@@ -412,7 +419,7 @@ def check_decode_inputs(q, k_cache, v_cache, block_tables, seq_lens, scale):
         raise InputError(f"block_tables: {block_tables.shape[0]} rows and seq_lens: {seq_lens.size} "
                          f"entries, but q has batch {batch}")
     needed = -(-seq_lens // block_size)  # blocks each sequence reads
-    if needed.max() > block_tables.shape[1]:
+    if needed.max(initial=0) > block_tables.shape[1]:
         raise InputError(f"block_tables: {block_tables.shape[1]} columns, but a sequence of "
                          f"{seq_lens.max()} tokens needs {needed.max()} blocks of {block_size}")
     for b in range(batch):
@@ -432,7 +439,7 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
         s_j = scale * q[b, h] . k_j,   p = softmax(s),   out[b, h] = sum_j p_j v_j
     scale = 0 (the default) means 1/sqrt(head_dim). Computed in the precision of the inputs.
     """
-    q, k_cache, v_cache, block_tables, seq_lens, scale = check_decode_inputs(
+    q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
         q, k_cache, v_cache, block_tables, seq_lens, scale)
     batch, hq, d = q.shape
     block_size, hkv = k_cache.shape[1], k_cache.shape[2]

@@ -7,10 +7,20 @@ from hypothesis import strategies as st
 
 import llmref
 from llmref.accel.numba_cpu import attention as numba_cpu_attention
+from llmref.accel.numba_cpu import online_attention as numba_cpu_online
+from llmref.accel.numba_cuda import attention as numba_cuda_attention
+from llmref.accel.numba_cuda import online_attention as numba_cuda_online
 from llmref.errors import InputError
 from llmref.ref.attention import (kv_cache_decode, merge_attention_states, online_attention,
                                   sdpa)
 from llmref.ref.positions import rope
+
+BACKENDS = ["ref", "numba-cpu", "numba-cuda"]
+SDPA = [sdpa, numba_cpu_attention.sdpa, numba_cuda_attention.sdpa]
+ONLINE = [online_attention, numba_cpu_online.online_attention, numba_cuda_online.online_attention]
+DECODE = [kv_cache_decode, numba_cpu_online.kv_cache_decode, numba_cuda_online.kv_cache_decode]
+MERGE = [merge_attention_states, numba_cpu_online.merge_attention_states,
+         numba_cuda_online.merge_attention_states]
 
 
 def _qkv(rng, b=2, hq=4, hkv=2, lq=5, lk=7, d=8, dv=None):
@@ -91,6 +101,10 @@ def test_gqa_head_mapping_is_repeat_interleave():
 
 BAD = [
     ("k", dict(k=np.zeros((1, 3, 4, 8)))),  # 3 KV heads do not divide 4 query heads
+    ("k", dict(k=np.zeros((1, 0, 4, 8)), v=np.zeros((1, 0, 4, 8)))),  # no KV head
+    ("q", dict(q=np.zeros((1, 0, 3, 8)))),  # no query head
+    ("q", dict(q=np.zeros((1, 4, 3, 0)), k=np.zeros((1, 2, 4, 0)))),  # head width 0
+    ("v", dict(v=np.zeros((1, 2, 4, 0)))),  # value width 0
     ("k", dict(k=np.zeros((1, 2, 4, 6)))),  # head dim differs from q's
     ("q", dict(q=np.zeros((4, 4, 8)))),  # rank 3
     ("v", dict(v=np.zeros((1, 2, 5, 8)))),  # length differs from k's
@@ -101,24 +115,84 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("impl", [sdpa, numba_cpu_attention.sdpa], ids=["ref", "numba-cpu"])
-@pytest.mark.parametrize("name,override", BAD, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BAD)])
-def test_bad_input_names_the_argument(impl, name, override):
+def _attention_args(**override):
     args = dict(q=np.zeros((1, 4, 3, 8)), k=np.zeros((1, 2, 4, 8)), v=np.zeros((1, 2, 4, 8)),
                 key_padding_mask=np.ones((1, 4), bool))
     args.update(override)
+    return args
+
+
+@pytest.mark.parametrize("impl", SDPA + ONLINE, ids=[f"sdpa-{b}" for b in BACKENDS]
+                         + [f"online-{b}" for b in BACKENDS])
+@pytest.mark.parametrize("name,override", BAD, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BAD)])
+def test_bad_input_names_the_argument(impl, name, override):
+    """Every backend validates through the reference's sdpa_args before any kernel runs."""
     with pytest.raises(InputError, match=f"^{name}:"):
-        impl(**{k: args.pop(k) for k in ("q", "k", "v", "key_padding_mask")}, **args)
+        impl(**_attention_args(**override))
 
 
-def test_bad_block_size_and_prefill_len():
-    q = np.zeros((1, 2, 3, 4))
+@pytest.mark.parametrize("impl", ONLINE, ids=BACKENDS)
+def test_bad_block_size_names_the_argument(impl):
     with pytest.raises(InputError, match="^block_size:"):
-        online_attention(q, q, q, np.ones((1, 3), bool), block_size=0)
+        impl(**_attention_args(), block_size=0)
+
+
+@pytest.mark.parametrize("impl", DECODE, ids=BACKENDS)
+def test_bad_decode_input_names_the_argument(impl):
+    q = np.zeros((1, 2, 3, 4))
     with pytest.raises(InputError, match="^prefill_len:"):
-        kv_cache_decode(q, q, q, prefill_len=4)
+        impl(q, q, q, prefill_len=4)
+    with pytest.raises(InputError, match="^k:"):
+        impl(q, q[:, :, :2], q[:, :, :2], prefill_len=1)  # not self-attention
+    with pytest.raises(InputError, match="^k:"):
+        impl(q, q[:, :0], q[:, :0], prefill_len=1)  # no KV head
+    with pytest.raises(InputError, match="^q:"):
+        impl(q[..., :3], q[..., :3], q[..., :3], prefill_len=1)  # odd head dim: no RoPE pairs
+    with pytest.raises(InputError, match="^rope_base:"):
+        impl(q, q, q, prefill_len=1, rope_base=0.0)
+
+
+@pytest.mark.parametrize("impl", MERGE, ids=BACKENDS)
+def test_bad_merge_input_names_the_argument(impl):
+    out, lse = np.zeros((2, 3, 4)), np.zeros((2, 3))
     with pytest.raises(InputError, match="^lse_b:"):
-        merge_attention_states(q, np.zeros((1, 2, 3)), q, np.zeros((1, 2)))
+        impl(out, lse, out, lse[:, :2])
+    with pytest.raises(InputError, match="^out_b:"):
+        impl(out, lse, out[..., :3], lse)
+    with pytest.raises(InputError, match="^out_a:"):
+        impl(out[..., :0], lse, out[..., :0], lse)  # value width 0
+
+
+@pytest.mark.parametrize("impl", SDPA + ONLINE, ids=[f"sdpa-{b}" for b in BACKENDS]
+                         + [f"online-{b}" for b in BACKENDS])
+@pytest.mark.parametrize("b,lq,lk", [(0, 3, 4), (1, 0, 4), (2, 3, 0)],
+                         ids=["batch0", "queries0", "keys0"])
+def test_empty_batches_give_empty_or_keyless_outputs(impl, b, lq, lk):
+    """No sequence or no query: an empty output of the right shape, as torch gives. No key:
+    every row is fully masked, so out 0 and lse -inf (the fully masked convention)."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(size=s).astype(np.float32)
+               for s in ((b, 4, lq, 8), (b, 2, lk, 8), (b, 2, lk, 6)))
+    result = impl(q, k, v, np.ones((b, lk), bool), causal=True)
+    out = result[0] if isinstance(result, tuple) else result
+    assert out.shape == (b, 4, lq, 6) and out.dtype == np.float32
+    assert not out.any()
+    if isinstance(result, tuple):
+        assert result[1].shape == (b, 4, lq) and np.all(result[1] == -np.inf)
+
+
+@pytest.mark.parametrize("impl", DECODE, ids=BACKENDS)
+def test_kv_cache_decode_of_no_sequence_is_empty(impl):
+    q = np.zeros((0, 2, 5, 4), dtype=np.float32)
+    out = impl(q, q[:, :1], q[:, :1], prefill_len=2)
+    assert out.shape == (0, 2, 5, 4) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("impl", MERGE, ids=BACKENDS)
+def test_merging_no_rows_is_empty(impl):
+    out, lse = impl(np.zeros((0, 3, 4), np.float32), np.zeros((0, 3), np.float32),
+                    np.zeros((0, 3, 4), np.float32), np.zeros((0, 3), np.float32))
+    assert out.shape == (0, 3, 4) and lse.shape == (0, 3) and out.dtype == np.float32
 
 
 def _torch():

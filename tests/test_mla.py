@@ -6,12 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmref
+from llmref.accel.numba_cpu import mla as numba_cpu_mla
+from llmref.accel.numba_cuda import mla as numba_cuda_mla
 from llmref.cases import make_inputs
 from llmref.errors import InputError
 from llmref.ref.mla import mla, mla_absorbed_decode, softmax_scale
 from llmref.spec import load_spec
 
 SPEC = load_spec("mla")
+MLA = [mla, numba_cpu_mla.mla, numba_cuda_mla.mla]
+BACKENDS = ["ref", "numba-cpu", "numba-cuda"]
 
 
 def _weights(rng, b=1, length=5, dm=16, rq=8, rkv=8, heads=2, d_nope=4, d_rope=4, d_v=4):
@@ -63,13 +67,32 @@ def test_softmax_scale_uses_the_query_key_width_and_squared_mscale():
     ("positions", dict(positions=np.array([0, 1, -2, 3, 4]))),
     ("positions", dict(positions=np.arange(4))),
     ("d_rope", dict(d_rope=3)),
+    ("n_heads", dict(n_heads=0)),
+    ("rope_base", dict(rope_base=0.0)),
+    ("eps", dict(eps=-1e-6)),
+    ("x", dict(x=np.zeros((1, 5, 0)), wq_a=np.zeros((0, 8)), wkv_a=np.zeros((0, 12)),
+               wo=np.zeros((8, 0)))),  # model width 0
+    ("kv_norm", dict(kv_norm=np.zeros(0), wkv_a=np.zeros((16, 4)), wkv_b=np.zeros((0, 16)))),
 ])
-def test_bad_input_names_the_argument(name, override):
+@pytest.mark.parametrize("impl", MLA, ids=BACKENDS)
+def test_bad_input_names_the_argument(impl, name, override):
+    """Every backend validates through the reference's mla_args before any kernel runs."""
     inputs = _weights(np.random.default_rng(0))
-    params = {k: override.pop(k) for k in list(override) if k.startswith("d_")}
+    override = dict(override)
+    params = {k: override.pop(k) for k in list(override)
+              if k.startswith("d_") or k in ("n_heads", "rope_base", "eps")}
     inputs.update(override)
     with pytest.raises(InputError, match=f"^{name}:"):
-        mla(**inputs, **params)
+        impl(**inputs, **params)
+
+
+@pytest.mark.parametrize("impl", MLA, ids=BACKENDS)
+@pytest.mark.parametrize("b,length", [(0, 5), (2, 0)], ids=["batch0", "tokens0"])
+def test_no_sequence_or_no_token_gives_an_empty_output(impl, b, length):
+    inputs = {k: v.astype(np.float32) if v.dtype == np.float64 else v
+              for k, v in _weights(np.random.default_rng(1), b=b, length=length).items()}
+    out = impl(**inputs)
+    assert out.shape == (b, length, 16) and out.dtype == np.float32
 
 
 @pytest.mark.crosscheck

@@ -208,9 +208,17 @@ def _bad_decode_inputs():
     zero = _decode_inputs(lens=(0, 3))
     unused_garbage_ok = _decode_inputs(lens=(4, 3))
     unused_garbage_ok["block_tables"][:, 1] = -1  # never read: allowed
+    rows = _decode_inputs()
+    rows["block_tables"] = rows["block_tables"][:1]
     return [("block id out of range", out_of_range, "block_tables"),
             ("table too short", too_short, "block_tables"),
+            ("table rows differ from the batch", rows, "block_tables"),
             ("heads do not divide", heads, "q"),
+            ("no query head", _decode_inputs(Hq=0), "q"),
+            ("no KV head", _decode_inputs(Hkv=0), "k_cache"),
+            ("head dim 0", _decode_inputs(D=0), "k_cache"),
+            ("block size 0", _decode_inputs(bs=0), "k_cache"),
+            ("no block", _decode_inputs(nb=0), "k_cache"),
             ("negative seq_len", negative, "seq_lens"),
             ("zero seq_len", zero, "seq_lens"),
             ("unused entries", unused_garbage_ok, None)]
@@ -235,12 +243,105 @@ def _write_inputs(slots):
             "k_cache": rng.normal(size=(3, 4, 2, 4)), "v_cache": rng.normal(size=(3, 4, 2, 4))}
 
 
+@pytest.mark.parametrize("impl", DECODERS, ids=["ref", "numba-cpu", "numba-cuda", "cupy"])
+def test_decode_of_no_sequence_is_empty(impl):
+    """A batch of 0 sequences: an empty (0, Hq, D) output, as torch gives."""
+    inputs = _decode_inputs(B=0, lens=())
+    inputs = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in inputs.items()}
+    out = impl(**inputs)
+    assert out.shape == (0, 4, 8) and out.dtype == np.float32
+
+
+def test_cupy_partition_size_is_checked_before_any_kernel():
+    with pytest.raises(InputError, match="^partition_size:"):
+        cupy_paged.paged_attention_decode(**_decode_inputs(), partition_size=0)
+
+
+def _bad_write_inputs():
+    def pool(**shape):
+        dims = dict(nb=3, bs=4, hkv=2, d=4)
+        dims.update(shape)
+        inputs = _write_inputs([0, 1])
+        size = (dims["nb"], dims["bs"], dims["hkv"], dims["d"])
+        inputs["k_cache"], inputs["v_cache"] = np.zeros(size), np.zeros(size)
+        inputs["key"] = inputs["value"] = np.zeros((2, dims["hkv"], dims["d"]))
+        return inputs
+
+    key_dtype = _write_inputs([0, 1])
+    key_dtype["key"] = key_dtype["key"].astype(np.float32)
+    value_shape = _write_inputs([0, 1])
+    value_shape["value"] = value_shape["value"][:1]
+    count = _write_inputs([0, 1])
+    count["slot_mapping"] = count["slot_mapping"][:1]
+    return [("slot out of range", _write_inputs([0, 12]), "slot_mapping"),
+            ("slot repeated", _write_inputs([3, 3]), "slot_mapping"),
+            ("slot below -1", _write_inputs([-2, 1]), "slot_mapping"),
+            ("one slot for two tokens", count, "slot_mapping"),
+            ("key dtype differs from the pool", key_dtype, "key"),
+            ("value shape differs from key", value_shape, "value"),
+            ("key heads differ from the pool", dict(_write_inputs([0, 1]), key=np.zeros((2, 3, 4))), "key"),
+            ("no KV head", pool(hkv=0), "k_cache"),
+            ("head dim 0", pool(d=0), "k_cache"),
+            ("no block", pool(nb=0), "k_cache")]
+
+
 @pytest.mark.parametrize("impl", WRITERS, ids=["ref", "numba-cpu", "numba-cuda", "cupy"])
-@pytest.mark.parametrize("slots,name", [([0, 12], "slot_mapping"), ([3, 3], "slot_mapping"),
-                                        ([-2, 1], "slot_mapping")])
-def test_bad_write_input_raises_before_any_kernel(impl, slots, name):
+@pytest.mark.parametrize("what,inputs,name", _bad_write_inputs(),
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_bad_write_input_raises_before_any_kernel(impl, what, inputs, name):
     with pytest.raises(InputError, match=f"^{name}:"):
-        impl(**_write_inputs(slots))
+        impl(**inputs)
+
+
+@pytest.mark.parametrize("impl", WRITERS, ids=["ref", "numba-cpu", "numba-cuda", "cupy"])
+def test_writing_no_token_returns_the_pools_unchanged(impl):
+    inputs = _write_inputs([])
+    inputs["key"], inputs["value"] = np.zeros((0, 2, 4)), np.zeros((0, 2, 4))
+    k_out, v_out = impl(**inputs)
+    np.testing.assert_array_equal(k_out, inputs["k_cache"])
+    np.testing.assert_array_equal(v_out, inputs["v_cache"])
+    assert k_out is not inputs["k_cache"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_kv_write_three_ulps_off_in_one_value_fails_every_case(dtype):
+    """kv_write is exact: a result with a single value three ulps away from the written bits
+    (in the evaluation dtype) fails every case."""
+    import llmref
+    from llmref.dtypes import FORMATS
+
+    bits = np.dtype(FORMATS[dtype].bits_dtype)
+
+    def three_ulps_off(**inputs):
+        k_out, v_out = ref.kv_write(**inputs)
+        flat = v_out.reshape(-1).view(bits)
+        flat[flat.size // 2] += bits.type(3)  # |value| + 3 ulps
+        return k_out, v_out
+
+    report = llmref.audit("kv_write", three_ulps_off, dtype=dtype, tier="full")
+    assert report.results and all(r.outcome.value == "NUMERICAL_MISMATCH" for r in report.results)
+    for result in report.results:  # the keys pass; exactly the one value differs
+        k_cmp, v_cmp = result.comparisons
+        assert k_cmp.outcome.value == "PASSED" and v_cmp.metrics["mismatched"] == 1
+
+
+def test_allocator_block_tables_compare_exactly():
+    """The allocator's outputs are integers and compare exactly: one block id off in one
+    table, or the tables of two sequences swapped, fails every case."""
+    import llmref
+    from llmref.spec import load_spec
+
+    spec = load_spec("paged_kv_allocator")
+    assert {t.name: t.dtype for t in spec.outputs}["block_tables"] == "int32"
+
+    def one_block_off(**inputs):
+        slots, hits, tables, free, status = ref.paged_kv_allocator(**inputs)
+        tables = tables.copy()
+        tables[np.unravel_index(np.argmax(tables), tables.shape)] += 1
+        return slots, hits, tables, free, status
+
+    report = llmref.audit(spec, one_block_off, dtype="float64", tier="full")
+    assert report.results and all(r.outcome.value == "NUMERICAL_MISMATCH" for r in report.results)
 
 
 @pytest.mark.parametrize("impl", WRITERS[:2], ids=["ref", "numba-cpu"])

@@ -5,7 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llmref
 from llmref.accel.numba_cpu import positions as numba_cpu_positions
+from llmref.accel.numba_cuda import positions as numba_cuda_positions
+from llmref.accel.numba_cuda import positions_tables as numba_cuda_tables
 from llmref.errors import InputError
 from llmref.ref.positions import (learned_positions, rope, rope_inv_freq, sinusoidal_positions)
 from llmref.spec import load_spec
@@ -50,7 +53,11 @@ def test_sinusoidal_encoding_of_p_plus_k_is_a_rotation_of_p():
                                atol=1e-13)
 
 
-@pytest.mark.parametrize("impl", [rope, numba_cpu_positions.rope], ids=["ref", "numba-cpu"])
+ROPE_IMPLS = [rope, numba_cpu_positions.rope, numba_cuda_positions.rope]
+ROPE_IDS = ["ref", "numba-cpu", "numba-cuda"]
+
+
+@pytest.mark.parametrize("impl", ROPE_IMPLS, ids=ROPE_IDS)
 def test_rope_bad_input_names_the_argument(impl):
     x = np.zeros((1, 2, 3, 8))
     with pytest.raises(InputError, match="^positions:"):
@@ -61,10 +68,33 @@ def test_rope_bad_input_names_the_argument(impl):
         impl(x, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(InputError, match="^x:"):
         impl(np.zeros((2, 3, 8)), np.array([0, 1, 2]))
+    with pytest.raises(InputError, match="^x:"):
+        impl(np.zeros((1, 2, 3, 0)), np.array([0, 1, 2]))  # no channel to rotate
     with pytest.raises(InputError, match="^partial_rotary_factor:"):
         impl(x, np.array([0, 1, 2]), partial_rotary_factor=0.375)  # 3 channels: odd
     with pytest.raises(InputError, match="^rope_type:"):
         impl(x, np.array([0, 1, 2]), rope_type="ntk")
+
+
+@pytest.mark.parametrize("impl", ROPE_IMPLS, ids=ROPE_IDS)
+@pytest.mark.parametrize("shape", [(0, 2, 3, 8), (1, 0, 3, 8), (2, 2, 0, 8)],
+                         ids=["batch0", "heads0", "length0"])
+def test_rope_of_an_empty_batch_is_empty(impl, shape):
+    """Zero sequences, heads or tokens: an empty output of x's shape and dtype, as torch."""
+    x = np.zeros(shape, dtype=np.float32)
+    out = impl(x, np.arange(shape[2]))
+    assert out.shape == shape and out.dtype == np.float32
+
+
+def test_learned_positions_backend_checks_through_the_reference():
+    table = np.zeros((4, 3), dtype=np.float32)
+    for impl in (learned_positions, numba_cuda_tables.learned_positions):
+        with pytest.raises(InputError, match="^positions:"):
+            impl(table, np.array([[0, 4]]))
+        with pytest.raises(InputError, match="^table:"):
+            impl(np.zeros(4), np.array([[0, 1]]))
+        out = impl(table, np.zeros((0, 5), dtype=np.int64))
+        assert out.shape == (0, 5, 3) and out.dtype == np.float32
 
 
 def test_other_position_encodings_reject_bad_input():
@@ -89,8 +119,9 @@ def _rope_config(config_class, head_dim, rope_type="default", base=10000.0, fact
                   original_max_position_embeddings=4096, low_freq_factor=1.0,
                   high_freq_factor=4.0, beta_fast=32.0, beta_slow=1.0, mscale=0.0,
                   mscale_all_dim=0.0, truncate=True, partial_rotary_factor=1.0, **_):
-    """A tiny config (head_dim = hidden/heads) whose rope_parameters say the same as our
-    params. HF's dynamic scaling reads its original context from max_position_embeddings."""
+    """A tiny config (head_dim = hidden/heads; DeepSeek-V3's rotary width is its
+    qk_rope_head_dim, GLM's head_dim defaults to 128) whose rope_parameters say the same as
+    our params. HF's dynamic scaling reads its original context from max_position_embeddings."""
     params = {"rope_type": rope_type, "rope_theta": base,
               "partial_rotary_factor": partial_rotary_factor}  # GPT-NeoX's default is 0.25
     if rope_type != "default":
@@ -103,73 +134,115 @@ def _rope_config(config_class, head_dim, rope_type="default", base=10000.0, fact
         params.update(beta_fast=beta_fast, beta_slow=beta_slow, truncate=truncate)
         if mscale and mscale_all_dim:
             params.update(mscale=mscale, mscale_all_dim=mscale_all_dim)
+    width = {"DeepseekV3Config": {"qk_rope_head_dim": head_dim},
+             "GlmConfig": {"head_dim": head_dim}}.get(config_class.__name__, {})
     return config_class(hidden_size=head_dim * 2, num_attention_heads=2,
                         max_position_embeddings=original_max_position_embeddings,
-                        rope_parameters=params)
+                        rope_parameters=params, **width)
 
 
-@pytest.mark.crosscheck
-@pytest.mark.parametrize("case", [c.id for c in load_spec("rope_inv_freq").cases])
-def test_inv_freq_matches_transformers_rope_init_functions(case):
-    """HF computes inv_freq in float32: agreement to a few float32 roundings (pow, divide:
-    4 ulps) plus, for the blended yarn/llama3 bands, a weight rounded in float32 whose error
-    of about 2 ulps is amplified up to factor-fold relative to the blended result (which is
-    >= inv/factor): 4 + 2*factor ulps. The attention factor is a Python float in both."""
+def _hf_inv_freq(rotary_dim, rope_type="default", seq_len=0, **params):
+    """HF's rope init function for rope_type, as shipped (float32), as an audit callable."""
     transformers = _transformers()
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    params = dict(load_spec("rope_inv_freq").case(case).params)
-    inv_freq, factor = rope_inv_freq(**params)
-    config = _rope_config(transformers.LlamaConfig, params["rotary_dim"], **params)
-    rope_type = params["rope_type"]
+    config = _rope_config(transformers.LlamaConfig, rotary_dim, rope_type, **params)
     if rope_type == "default":
-        base = params["base"]
-        import torch
-        hf = 1.0 / base ** (torch.arange(0, params["rotary_dim"], 2).float() / params["rotary_dim"])
-        hf_factor = 1.0
+        inv_freq, factor = LlamaRotaryEmbedding.compute_default_rope_parameters(config)
     else:
-        extra = {"seq_len": params["seq_len"]} if rope_type == "dynamic" else {}
-        hf, hf_factor = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu", **extra)
-    np.testing.assert_allclose(inv_freq, hf.double().numpy(),
-                               rtol=(4 + 2 * params["factor"]) * 2.0**-24)
-    assert factor[0] == pytest.approx(hf_factor, rel=1e-12)
-
-
-# large_positions is left out: there HF's float32 angles are off by up to ~1e-2 rad, the
-# precision loss this spec's float64 tables exist to avoid.
-ROPE_CASES = [c for c in load_spec("rope").cases if c.tier == "smoke" and c.id != "large_positions"]
+        extra = {"seq_len": seq_len} if rope_type == "dynamic" else {}
+        inv_freq, factor = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu", **extra)
+    assert inv_freq.dtype == __import__("torch").float32
+    return inv_freq.numpy(), np.array([factor], dtype=np.float32)
 
 
 @pytest.mark.crosscheck
-@pytest.mark.parametrize("case", [c.id for c in ROPE_CASES if not c.params["interleaved"]])
-def test_rotate_half_matches_transformers_rotary_code(case):
-    """GPTNeoXRotaryEmbedding (Llama's, plus partial rotary) forms cos/sin in float32 from
-    float32 angles, then apply_rotary_pos_emb rotates. Its angle p * inv_freq carries about
-    4 float32 ulps of inv_freq's error times p plus the product's rounding, an absolute error
-    of at most 4 * (p + 2) * 2^-24 rad; with a few roundings of x*cos + rot(x)*sin the bound
-    is (4 * (max p + 2) + 4) * 2^-24 * max|x|."""
+def test_transformers_rope_init_functions_pass_the_float32_audit():
+    """HF computes inv_freq in float32; audited at float32 it must pass on every case, within
+    the derived bound (rope_inv_freq_bound), with room to spare."""
+    report = llmref.audit("rope_inv_freq", _hf_inv_freq, dtype="float32")
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]
+    assert {r.case for r in report.results} == {c.id for c in load_spec("rope_inv_freq").cases}
+    assert max(r.comparisons[0].metrics["headroom"] for r in report.results) < 0.5
+
+
+def _hf_rotary(x, positions, interleaved=False, partial_rotary_factor=1.0, **scaling):
+    """transformers' rotary code exactly as shipped, float32 tables, as an audit callable:
+
+      rotate-half, whole head    LlamaRotaryEmbedding + llama apply_rotary_pos_emb
+      rotate-half, partial       GPTNeoXRotaryEmbedding + gpt_neox apply_rotary_pos_emb
+      interleaved, whole head    DeepseekV3RotaryEmbedding + apply_rotary_pos_emb_interleave
+      interleaved, partial       GlmRotaryEmbedding + glm apply_rotary_pos_emb
+    The rotary embedding module takes the rope type and scalings from the config and, for
+    'dynamic', rescales from max(position_ids) + 1 (dynamic_rope_update). DeepSeek-V3's
+    function returns the rotated pairs de-interleaved ([x'_0, x'_2, ... | x'_1, x'_3, ...],
+    the same q.k); the wrapper puts them back in place, a pure permutation."""
     transformers = _transformers()
     import torch
-    from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbedding
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    from transformers.models.deepseek_v3 import modeling_deepseek_v3 as deepseek
+    from transformers.models.glm import modeling_glm as glm
+    from transformers.models.gpt_neox import modeling_gpt_neox as neox
+    from transformers.models.llama import modeling_llama as llama
 
-    from llmref.cases import make_inputs
+    partial = partial_rotary_factor != 1.0
+    config_class, embedding, apply = {
+        (False, False): (transformers.LlamaConfig, llama.LlamaRotaryEmbedding,
+                         llama.apply_rotary_pos_emb),
+        (False, True): (transformers.GPTNeoXConfig, neox.GPTNeoXRotaryEmbedding,
+                        neox.apply_rotary_pos_emb),
+        (True, False): (transformers.DeepseekV3Config, deepseek.DeepseekV3RotaryEmbedding,
+                        deepseek.apply_rotary_pos_emb_interleave),
+        (True, True): (transformers.GlmConfig, glm.GlmRotaryEmbedding, glm.apply_rotary_pos_emb),
+    }[(bool(interleaved), partial)]
+    config = _rope_config(config_class, x.shape[-1], partial_rotary_factor=partial_rotary_factor,
+                          **scaling)
+    xt = torch.from_numpy(x)
+    cos, sin = embedding(config)(xt, torch.from_numpy(positions.reshape(-1, x.shape[2])))
+    assert cos.dtype == torch.float32
+    rotated, _ = apply(xt, xt, cos, sin)
+    if apply is deepseek.apply_rotary_pos_emb_interleave:
+        first, second = rotated.chunk(2, dim=-1)
+        rotated = torch.stack([first, second], dim=-1).flatten(-2)
+    return rotated.numpy()
 
-    spec = load_spec("rope")
-    case_ = spec.case(case)
-    inputs = make_inputs(spec, case_)
-    x, positions = inputs["x"], inputs["positions"]
-    ours = rope(x, positions, **case_.params)
-    config = _rope_config(transformers.GPTNeoXConfig, x.shape[-1], **case_.params)
-    embedding = GPTNeoXRotaryEmbedding(config)
-    position_ids = torch.from_numpy(positions.reshape(-1, x.shape[2]))
-    xt = torch.from_numpy(x).float()
-    cos, sin = embedding(xt, position_ids)  # (Bp, L, r)
-    r = cos.shape[-1]
-    rotated, _ = apply_rotary_pos_emb(xt[..., :r], xt[..., :r], cos, sin)
-    theirs = torch.cat([rotated, xt[..., r:]], dim=-1).double().numpy()
-    bound = (4 * (positions.max() + 2) + 4) * 2.0**-24 * np.abs(x).max()
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=bound)
+
+ROPE = load_spec("rope")
+
+
+@pytest.mark.crosscheck
+def test_transformers_llama_rope_passes_the_float32_audit_on_every_case_it_expresses():
+    """LlamaRotaryEmbedding + apply_rotary_pos_emb as shipped (float32 inv_freq, float32
+    angles and cos/sin) on every rotate-half, whole-head case, full tier included: within
+    the derived angle bound, with headroom (worst error / bound) well below 1."""
+    cases = [c.id for c in ROPE.cases if not c.params["interleaved"]
+             and c.params["partial_rotary_factor"] == 1.0]
+    report = llmref.audit("rope", _hf_rotary, dtype="float32", cases=cases, tier="full")
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]
+    assert len(report.results) == len(cases) >= 9
+    assert max(r.comparisons[0].metrics["headroom"] for r in report.results) < 0.5
+
+
+@pytest.mark.crosscheck
+def test_transformers_rotary_code_for_other_pairings_passes_the_float32_audit():
+    """The cases Llama cannot express -- partial rotary and interleaved pairs -- through
+    GPT-NeoX's, DeepSeek-V3's and GLM's rotary code, as shipped."""
+    cases = [c.id for c in ROPE.cases if c.params["interleaved"]
+             or c.params["partial_rotary_factor"] != 1.0]
+    report = llmref.audit("rope", _hf_rotary, dtype="float32", cases=cases, tier="full")
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]
+    assert len(report.results) == len(cases) >= 4
+
+
+def test_bfloat16_tables_are_rejected_where_float32_angles_pass():
+    """cos/sin tables rounded to bfloat16 (2^-9) break the bound on the cases of small angles,
+    while the same cases pass with the float32 tables a correct implementation has."""
+    from llmref.ref.wrong.positions import rope_cos_sin_tables_bfloat16
+
+    report = llmref.audit("rope", rope_cos_sin_tables_bfloat16, dtype="float32")
+    assert not report.passed
+    rejected = {r.case for r in report.failures()}
+    assert {"neox_default", "interleaved_default", "batch_positions"} <= rejected
 
 
 @pytest.mark.crosscheck

@@ -12,8 +12,8 @@ import numpy as np
 
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel.cupy._module import raw_module
-from llmref.errors import InputError
-from llmref.ref.paged_kv import check_decode_inputs, check_write_inputs
+from llmref.ref.paged_kv import kv_write_args, paged_attention_decode_args
+from llmref.validate import positive
 
 SOURCE = "paged_attention.cu"
 THREADS = 128      # NUM_THREADS in paged_attention.cu
@@ -60,7 +60,7 @@ def decode_on_device(q, k_cache, v_cache, block_tables, seq_lens, out, *, dtype,
     q (B, Hq, D), k_cache/v_cache (num_blocks, bs, Hkv, D) device arrays of `dtype`
     ('float32', 'float16', 'bfloat16'; half types as uint16 bits), block_tables (B, max_blocks)
     int32, seq_lens (B,) int32, out a device buffer of B*Hq*D elements. The caller has
-    validated the arguments (check_decode_inputs)."""
+    validated the arguments (paged_attention_decode_args)."""
     import cupy
 
     batch, hq, d = q.shape
@@ -69,8 +69,7 @@ def decode_on_device(q, k_cache, v_cache, block_tables, seq_lens, out, *, dtype,
     if partition_size is None:
         partition_size = choose_partition_size(batch, hkv, group, max_seq_len, block_size,
                                                sm_count(cupy.cuda.Device().id))
-    if partition_size < 1:
-        raise InputError(f"partition_size: must be >= 1, got {partition_size}")
+    positive("partition_size", partition_size)
     max_parts = math.ceil(max_seq_len / partition_size)
     part_out = cupy.empty(batch * hq * max_parts * d if max_parts > 1 else 1, dtype=cupy.float32)
     part_lse = cupy.empty(batch * hq * max_parts if max_parts > 1 else 1, dtype=cupy.float32)
@@ -91,8 +90,12 @@ def decode_on_device(q, k_cache, v_cache, block_tables, seq_lens, out, *, dtype,
 def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.0,
                            partition_size=None):
     """Spec entry point; partition_size forces a split-K partition length (tests)."""
-    q, k_cache, v_cache, block_tables, seq_lens, scale = check_decode_inputs(
+    q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
         q, k_cache, v_cache, block_tables, seq_lens, scale)
+    if partition_size is not None:
+        positive("partition_size", partition_size)
+    if q.shape[0] == 0:  # no sequence: an empty output
+        return q.copy()
     dtype = str(q.dtype)
     if dtype not in SUFFIX or k_cache.dtype != q.dtype:
         raise NotImplementedError("cupy paged decode takes float32, float16 or bfloat16 q and caches "
@@ -129,8 +132,10 @@ def _write_pool(src, slot_mapping, pool, what):
 
 
 def kv_write(key, value, slot_mapping, k_cache, v_cache):
-    key, value, slot_mapping, k_cache, v_cache = check_write_inputs(key, value, slot_mapping,
-                                                                    k_cache, v_cache)
+    key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
+                                                               k_cache, v_cache)
+    if key.shape[0] == 0:  # no new token: the pools unchanged
+        return k_cache.copy(), v_cache.copy()
     import cupy
 
     slots = cupy.asarray(slot_mapping, dtype=cupy.int64)

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.ref.attention import check_attention_inputs
+from llmref.ref.attention import sdpa_args
 
 
 @numba.njit(cache=True)
@@ -50,8 +50,7 @@ def _sdpa_rows(q, k, v, keep_key, causal, window, scale, out):
 
 
 def sdpa(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0):
-    q, k, v, key_padding_mask, scale = check_attention_inputs(q, k, v, key_padding_mask,
-                                                              window, scale)
+    q, k, v, key_padding_mask, scale = sdpa_args(q, k, v, key_padding_mask, window, scale)
     dtype = q.dtype
     out = np.empty(q.shape[:3] + (v.shape[3],), dtype=compute_dtype(dtype))  # (B, Hq, Lq, Dv)
     _sdpa_rows(widen(q), widen(k), widen(v), np.ascontiguousarray(key_padding_mask),

@@ -21,10 +21,9 @@ import math
 import numba
 import numpy as np
 
-from llmref.accel._host import compute_dtype, widen
+from llmref.accel._host import widen
 from llmref.accel.numba_cpu.positions import rope
-from llmref.ref.mla import _check, softmax_scale
-from llmref.validate import positive
+from llmref.ref.mla import mla_args, softmax_scale
 
 
 @numba.njit(cache=True)
@@ -69,15 +68,15 @@ def latent_attention_inputs(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wk
     (q_lat (B, H, L, Rkv), q_pe (B, H, L, dr), c_kv (B, L, Rkv), k_pe (B, L, dr), scale)
     and the output absorption (W_UV (Rkv, H, dv), wo (H*dv, Dm)), all in the compute dtype,
     and the dtype of x. rope_fn is the backend's rope(x, positions, interleaved, rope_type=..., **scaling)."""
-    w = _check(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
-               d_rope)
-    positive("rope_base", rope_base)
+    w = mla_args(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
+                 d_rope, rope_base, eps)
     dtype = w["x"].dtype
     w = {name: widen(value) if name != "positions" else value for name, value in w.items()}
     b, length, _ = w["x"].shape
     rank = w["kv_norm"].shape[0]
     q = rms_norm(w["x"] @ w["wq_a"], w["q_norm"], eps) @ w["wq_b"]  # (B, L, H*(dn+dr))
-    q = q.reshape(b, length, n_heads, -1).transpose(0, 2, 1, 3)  # (B, H, L, dn+dr)
+    q = q.reshape(b, length, n_heads, q.shape[-1] // n_heads)  # (B, L, H, dn+dr)
+    q = q.transpose(0, 2, 1, 3)  # (B, H, L, dn+dr)
     q_nope, q_pe = q[..., :d_nope], np.ascontiguousarray(q[..., d_nope:])
     kv_a = w["x"] @ w["wkv_a"]  # (B, L, Rkv + dr)
     c_kv = np.ascontiguousarray(rms_norm(kv_a[..., :rank], w["kv_norm"], eps))  # latent only
@@ -101,7 +100,8 @@ def output_projection(out_lat, w_uv, wo):
     """[W_UV_h^T o_lat_h for every head] wo: (B, H, L, Rkv) -> (B, L, Dm)."""
     b, _, length, _ = out_lat.shape
     heads = np.einsum("bhtc,chv->bhtv", out_lat, w_uv)  # (B, H, L, dv)
-    return heads.transpose(0, 2, 1, 3).reshape(b, length, -1) @ wo  # (B, L, H*dv) @ wo
+    heads = heads.transpose(0, 2, 1, 3)  # (B, L, H, dv)
+    return heads.reshape(b, length, wo.shape[0]) @ wo  # (B, L, H*dv) @ wo
 
 
 def mla(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads=2, d_nope=4,

@@ -29,8 +29,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.errors import InputError
-from llmref.ref.attention import check_attention_inputs, merge_states_args
+from llmref.ref.attention import kv_cache_decode_args, merge_states_args, online_attention_args
 from llmref.ref.positions import rope_cos_sin, rope_inv_freq
 
 
@@ -86,18 +85,9 @@ def _online_rows(q, k, v, keep_key, causal, window, scale, block_size, scores, o
                     lse[b, h, i] = -np.inf
 
 
-def check_block_size(block_size):
-    """block_size must be an integer >= 1."""
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
-            or block_size < 1:
-        raise InputError(f"block_size: must be an integer >= 1, got {block_size!r}")
-    return int(block_size)
-
-
 def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0, block_size=4):
-    q, k, v, key_padding_mask, scale = check_attention_inputs(q, k, v, key_padding_mask,
-                                                              window, scale)
-    block_size = check_block_size(block_size)
+    q, k, v, key_padding_mask, scale, block_size = online_attention_args(
+        q, k, v, key_padding_mask, window, scale, block_size)
     dtype, acc = q.dtype, compute_dtype(q.dtype)
     out = np.empty(q.shape[:3] + (v.shape[3],), dtype=acc)  # (B, Hq, Lq, Dv)
     lse = np.empty(q.shape[:3], dtype=acc)  # (B, Hq, Lq)
@@ -161,19 +151,15 @@ def _rope_append(x, cos, sin, start, stop, cache):
 
 
 def check_decode(q, k, v, prefill_len, rope_base):
-    """Validate; returns q, k, v, the scale 1/sqrt(D), the decode steps [(start, stop)] and the
-    cos, sin tables (L, D/2) of positions 0..L-1 rounded once to the compute dtype."""
-    q, k, v, _, scale = check_attention_inputs(q, k, v, None, 0, 0.0)
+    """Validate (the reference's kv_cache_decode_args); returns q, k, v, the scale 1/sqrt(D),
+    the decode steps [(start, stop)] and the cos, sin tables (L, D/2) of positions 0..L-1
+    rounded once to the compute dtype."""
+    q, k, v, scale, prefill_len = kv_cache_decode_args(q, k, v, prefill_len, rope_base)
     length = q.shape[2]
-    if k.shape[2] != length:
-        raise InputError(f"k: length {k.shape[2]} differs from q's {length} (self-attention)")
-    if isinstance(prefill_len, bool) or not isinstance(prefill_len, (int, np.integer)) \
-            or not 1 <= prefill_len <= length:
-        raise InputError(f"prefill_len: must be an integer in [1, {length}], got {prefill_len!r}")
     inv_freq, _ = rope_inv_freq(q.shape[-1], base=rope_base)
     cos, sin = rope_cos_sin(np.arange(length), inv_freq)  # (L, D/2), float64
     acc = compute_dtype(q.dtype)
-    steps = [(0, int(prefill_len))] + [(t, t + 1) for t in range(int(prefill_len), length)]
+    steps = [(0, prefill_len)] + [(t, t + 1) for t in range(prefill_len, length)]
     return q, k, v, scale, steps, cos.astype(acc), sin.astype(acc)
 
 

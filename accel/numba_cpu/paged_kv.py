@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.ref.paged_kv import check_decode_inputs, check_write_inputs
+from llmref.ref.paged_kv import kv_write_args, paged_attention_decode_args
 
 
 @numba.njit(cache=True)
@@ -29,8 +29,10 @@ def _raw_rows(x, rows):
 
 
 def kv_write(key, value, slot_mapping, k_cache, v_cache):
-    key, value, slot_mapping, k_cache, v_cache = check_write_inputs(key, value, slot_mapping,
-                                                                    k_cache, v_cache)
+    key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
+                                                               k_cache, v_cache)
+    if key.shape[0] == 0:  # no new token: the pools unchanged
+        return k_cache.copy(), v_cache.copy()
     slots = k_cache.shape[0] * k_cache.shape[1]
     k_out, v_out = k_cache.copy(), v_cache.copy()
     for src, pool in ((key, k_out), (value, v_out)):
@@ -89,8 +91,10 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out):
 
 
 def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.0):
-    q, k_cache, v_cache, block_tables, seq_lens, scale = check_decode_inputs(
+    q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
         q, k_cache, v_cache, block_tables, seq_lens, scale)
+    if q.shape[0] == 0:  # no sequence: an empty output
+        return q.copy()
     wq, wk, wv = widen(q), widen(k_cache), widen(v_cache)
     out = np.empty_like(wq)
     _paged_decode(wq, wk, wv, block_tables.astype(np.int64), seq_lens.astype(np.int64),

@@ -9,8 +9,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.ref.positions import check_positions, rope_inv_freq, rotary_width
-from llmref.validate import float_array
+from llmref.ref.positions import rope_args, rope_inv_freq, rope_seq_len
 
 
 @numba.njit(cache=True)
@@ -36,12 +35,10 @@ def _rope_rows(x, cos, sin, interleaved, out):
 
 def rope_tables(x, positions, partial_rotary_factor, rope_type, **scaling):
     """Validated x, and cos/sin (Bp, L, r/2) in the compute dtype of x, from float64 angles."""
-    x = float_array("x", x, ndim=4)
-    positions = check_positions("positions", positions, x.shape[0], x.shape[2])
-    r = rotary_width(x.shape[-1], partial_rotary_factor)
-    seq_len = int(positions.max()) + 1 if positions.size else 0
-    inv_freq, factor = rope_inv_freq(r, rope_type, seq_len=seq_len, **scaling)
-    positions = positions.reshape(-1, x.shape[2]).astype(np.float64)  # (Bp, L), Bp = 1 or B
+    x, positions, r = rope_args(x, positions, partial_rotary_factor)
+    inv_freq, factor = rope_inv_freq(r, rope_type, seq_len=rope_seq_len(positions), **scaling)
+    shared = positions.shape[0] if positions.ndim == 2 else 1
+    positions = positions.reshape(shared, x.shape[2]).astype(np.float64)  # (Bp, L), Bp = 1 or B
     angle = positions[..., None] * inv_freq  # (Bp, L, r/2)
     dtype = compute_dtype(x.dtype)
     cos = np.ascontiguousarray((np.cos(angle) * factor[0]).astype(dtype))

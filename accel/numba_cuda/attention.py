@@ -13,7 +13,7 @@ from numba import cuda, float32, float64
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import compute_dtype, widen
 from llmref.backends import simulated
-from llmref.ref.attention import check_attention_inputs
+from llmref.ref.attention import sdpa_args
 
 THREADS = 32 if simulated() else 128
 
@@ -63,8 +63,7 @@ _KERNELS = {np.dtype(np.float32): _make_kernel(float32),
 
 
 def sdpa(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0):
-    q, k, v, key_padding_mask, scale = check_attention_inputs(q, k, v, key_padding_mask,
-                                                              window, scale)
+    q, k, v, key_padding_mask, scale = sdpa_args(q, k, v, key_padding_mask, window, scale)
     shape = q.shape[:3] + (v.shape[3],)  # (B, Hq, Lq, Dv)
     n = int(np.prod(shape))
     buf = guarded_host_buffer(n, compute_dtype(q.dtype))

@@ -32,10 +32,9 @@ from numba import cuda, float32, float64
 
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import compute_dtype, widen
-from llmref.accel.numba_cpu.online_attention import (DECODE_KEY_BLOCK, check_block_size,
-                                                     check_decode, check_states)
+from llmref.accel.numba_cpu.online_attention import DECODE_KEY_BLOCK, check_decode, check_states
 from llmref.backends import simulated
-from llmref.ref.attention import check_attention_inputs
+from llmref.ref.attention import online_attention_args
 
 THREADS = 32 if simulated() else 128
 
@@ -171,9 +170,8 @@ def _fetch(d_buf, shape, what):
 
 
 def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0, block_size=4):
-    q, k, v, key_padding_mask, scale = check_attention_inputs(q, k, v, key_padding_mask,
-                                                              window, scale)
-    block_size = check_block_size(block_size)
+    q, k, v, key_padding_mask, scale, block_size = online_attention_args(
+        q, k, v, key_padding_mask, window, scale, block_size)
     acc = compute_dtype(q.dtype)
     out_shape, lse_shape = q.shape[:3] + (v.shape[3],), q.shape[:3]  # (B, Hq, Lq, Dv), (B, Hq, Lq)
     d_out_buf, d_out = _guarded(out_shape, acc)

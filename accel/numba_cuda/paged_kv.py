@@ -18,7 +18,7 @@ from numba import cuda, float32, float64
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.ref.paged_kv import check_decode_inputs, check_write_inputs
+from llmref.ref.paged_kv import kv_write_args, paged_attention_decode_args
 
 # A warp-sized block under the simulator, where every thread is a Python thread.
 THREADS = 32 if simulated() else 128
@@ -50,8 +50,10 @@ def _write_pool(src, slot_mapping, pool, what):
 
 
 def kv_write(key, value, slot_mapping, k_cache, v_cache):
-    key, value, slot_mapping, k_cache, v_cache = check_write_inputs(key, value, slot_mapping,
-                                                                    k_cache, v_cache)
+    key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
+                                                               k_cache, v_cache)
+    if key.shape[0] == 0:  # no new token: the pools unchanged
+        return k_cache.copy(), v_cache.copy()
     slot_mapping = slot_mapping.astype(np.int64)
     k_out = _write_pool(key, slot_mapping, np.ascontiguousarray(k_cache), "numba-cuda kv_write k")
     v_out = _write_pool(value, slot_mapping, np.ascontiguousarray(v_cache), "numba-cuda kv_write v")
@@ -114,8 +116,10 @@ def _decode_kernel(dtype):
 
 
 def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.0):
-    q, k_cache, v_cache, block_tables, seq_lens, scale = check_decode_inputs(
+    q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
         q, k_cache, v_cache, block_tables, seq_lens, scale)
+    if q.shape[0] == 0:  # no sequence: an empty output
+        return q.copy()
     if q.shape[2] > 8 * THREADS:
         raise NotImplementedError(f"numba-cuda paged decode holds at most {8 * THREADS} dims")
     wq, wk, wv = widen(q), widen(k_cache), widen(v_cache)

@@ -5,16 +5,17 @@ llmref.ref.positions.learned_positions).
 
 One thread per output element copies its element's bit pattern (uint16/32/64 by the dtype's
 width), so the lookup is exact in float64, float32, float16 and bfloat16 alike and nothing is
-widened. Positions are checked on the host (0 <= p < P) before the kernel runs.
+widened. Arguments are checked on the host by the reference's learned_positions_args (0 <= p < P)
+before the kernel runs.
 
-(sinusoidal_positions has no GPU counterpart: its spec defines a float64-only table.)
+(sinusoidal_positions has no GPU counterpart: a table computed from integer positions alone.)
 """
 import numpy as np
 from numba import cuda
 
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.backends import simulated
-from llmref.validate import float_array, int_array
+from llmref.ref.positions import learned_positions_args
 
 THREADS = 32 if simulated() else 128
 
@@ -34,8 +35,7 @@ def _gather_rows(table_bits, rows, out_bits):
 
 
 def learned_positions(table, positions):
-    table = float_array("table", table, ndim=2)
-    positions = int_array("positions", positions, low=0, high=table.shape[0])
+    table, positions = learned_positions_args(table, positions)
     rows = np.ascontiguousarray(positions.reshape(-1))  # (N,) flattened lookups
     bits = _BITS[table.dtype.itemsize]
     table_bits = np.ascontiguousarray(table).view(bits)  # (P, D)

@@ -3,7 +3,7 @@ naive form with the bug switched in (`_mla`)."""
 import numpy as np
 
 from llmref.ref.attention import attention_mask, attention_with_lse
-from llmref.ref.mla import _check, _rope_tables, project_queries, rms_norm, softmax_scale
+from llmref.ref.mla import _rope_tables, mla_args, project_queries, rms_norm, softmax_scale
 from llmref.ref.positions import rotate, yarn_mscale
 
 
@@ -31,7 +31,8 @@ def mla_rope_key_per_head(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_
 def _mla(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads=2, d_nope=4,
          d_rope=4, rope_base=10000.0, rope_factor=1.0, original_max_position_embeddings=4096,
          mscale=0.0, mscale_all_dim=0.0, eps=1e-6, interleaved=True, bug=""):
-    w = _check(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope, d_rope)
+    w = mla_args(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, n_heads, d_nope,
+                 d_rope, rope_base, eps)
     q_nope, q_pe = project_queries(w, n_heads, d_nope, eps)
     rank = w["kv_norm"].shape[0]
     kv_a = w["x"] @ w["wkv_a"]
