@@ -19,8 +19,9 @@ from llmref.dtypes import UNIT_ROUNDOFF, is_float_dtype
 from llmref.compare import Comparison, Outcome, compare
 from llmref.errors import InputError
 from llmref.external import External
-from llmref.spec import Spec, load_spec, resolve
-from llmref.store import load_case
+from llmref.parallel import run_tasks
+from llmref.spec import Spec, load_spec, parse_spec_file, resolve
+from llmref.store import is_shipped, load_case
 from llmref.tolerance import Tolerance, tolerance_for
 from llmref.worker import DEFAULT_TIMEOUT, InProcess, Reply, Worker, WorkerError
 
@@ -45,6 +46,12 @@ class CaseResult:
                 "outputs": [{"output": c.output, "outcome": c.outcome.value, "detail": c.detail,
                              "metrics": c.metrics} for c in self.comparisons],
                 "repro": self.repro, "diagnosis": self.diagnosis}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CaseResult":
+        comparisons = [Comparison(c["output"], Outcome(c["outcome"]), c["detail"], c["metrics"])
+                       for c in d["outputs"]]
+        return cls(d["case"], Outcome(d["outcome"]), d["detail"], comparisons, d["repro"], d["diagnosis"])
 
 
 @dataclass
@@ -75,34 +82,68 @@ class Report:
                 "dtype": self.dtype, "isolation": self.isolation, "passed": self.passed,
                 "counts": self.counts(), "cases": [r.to_dict() for r in self.results]}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        return cls(d["component"], d["implementation"], d["dtype"],
+                   [CaseResult.from_dict(c) for c in d["cases"]], d["isolation"])
+
 
 def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, repro=None,
-          timeout=DEFAULT_TIMEOUT, diagnose=True) -> Report:
+          timeout=DEFAULT_TIMEOUT, diagnose=True, jobs=1, executor="process", progress=None) -> Report:
     """Run `fn` on the component's cases at `dtype` (default float32) and compare.
 
     component: a shipped spec's id, or a Spec (e.g. from llmref.spec.parse_spec_file).
     fn: a callable (runs in this process), a 'module:callable' name (runs in a worker
-    process with `timeout` seconds per case), or an llmref.external.External program. cases: case ids to run (default: every case of
-    `tier`; 'full' adds the large cases, computed live by the reference). repro: a format
-    string for the reproduction command, in which {case} and {dtype} are replaced. diagnose: on a
-    numerical failure, say which of the spec's wrong variants the output matches.
+    process with `timeout` seconds per case), or an llmref.external.External program.
+    cases: case ids to run (default: every case of `tier`; 'full' adds the large cases,
+    computed live by the reference). repro: the reproduction command, in which {case} and
+    {dtype} are replaced. diagnose: on a numerical failure, say which of the spec's wrong
+    variants the output matches. jobs, executor: spread the cases over that many processes
+    (llmref.parallel; a named target or a program only); progress() is called per case.
     """
     spec = component if isinstance(component, Spec) else load_spec(component)
     dtype = dtype or (DEFAULT_DTYPE if DEFAULT_DTYPE in spec.dtypes else spec.dtypes[0])
     if dtype not in spec.dtypes:
         raise InputError(f"dtype: {spec.id} is specified at {list(spec.dtypes)}, not {dtype!r}")
     selected = select_cases(spec, cases, tier)
-    if isinstance(fn, External):
-        runner, label = fn, label or f"exec:{fn.command}"
-    elif isinstance(fn, str):
-        runner, label = Worker(fn, timeout), label or fn
-    elif callable(fn):
-        runner = InProcess(fn)
-        label = label or getattr(fn, "__module__", "?") + ":" + getattr(fn, "__qualname__", repr(fn))
-    else:
-        raise InputError(f"fn: expected a callable or a 'module:callable' name, got {type(fn).__name__}")
+    runner, label = _runner(fn, timeout, label)
     how = f"--exec {shlex.quote(fn.command)}" if isinstance(fn, External) else label
     repro = repro or f"llmref audit {spec.id} {how} --case {{case}} --dtype {{dtype}}"
+    if jobs > 1 or executor != "process":
+        if isinstance(runner, InProcess):
+            raise InputError("jobs: parallel audits need a 'module:callable' name or --exec, "
+                             "not a callable object")
+        tasks = [{"component": spec.id, "spec_file": None if is_shipped(spec) else str(spec.path),
+                  "target": fn if isinstance(fn, str) else None,
+                  "command": fn.command if isinstance(fn, External) else None, "label": label,
+                  "case": case.id, "dtype": dtype, "timeout": timeout, "diagnose": diagnose,
+                  "repro": repro} for case in selected]
+        try:
+            done = run_tasks(audit_case_task, tasks, jobs, executor, progress)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        results = [CaseResult.from_dict(d) for d in done]
+        return Report(spec.id, label, dtype, results, runner.isolation)
+    try:
+        results = audit_cases(spec, runner, selected, dtype, repro, diagnose, label, progress)
+    finally:
+        runner.close()
+    return Report(spec.id, label, dtype, results, runner.isolation)
+
+
+def _runner(fn, timeout, label):
+    if isinstance(fn, External):
+        return fn, label or f"exec:{fn.command}"
+    if isinstance(fn, str):
+        return Worker(fn, timeout), label or fn
+    if callable(fn):
+        return InProcess(fn), label or getattr(fn, "__module__", "?") + ":" + getattr(
+            fn, "__qualname__", repr(fn))
+    raise InputError(f"fn: expected a callable or a 'module:callable' name, got {type(fn).__name__}")
+
+
+def audit_cases(spec: Spec, runner, selected, dtype, repro, diagnose, label, progress=None) -> list:
+    """The CaseResults of `selected` cases, run one after the other by `runner`."""
     results = []
     try:
         declared = runner.load([t.name for t in spec.inputs] + list(spec.params))
@@ -111,18 +152,34 @@ def audit(component, fn, *, cases=None, dtype=None, tier="smoke", label=None, re
             why = declared.unsupported(case.id, dtype)
             if why:
                 results.append(CaseResult(case.id, Outcome.UNSUPPORTED, why, repro=command))
-                continue
-            at = load_case(spec, case, dtype)
-            reply = runner.run(spec, case.id, dtype, at.inputs, case.params)
-            result = judge(spec, case, at, dtype, reply, command)
-            if diagnose and result.outcome in DIAGNOSABLE and spec.wrong_variants:
-                result.diagnosis = diagnosis(spec, case, at, dtype, reply.outputs)
-            results.append(result)
+            else:
+                at = load_case(spec, case, dtype)
+                reply = runner.run(spec, case.id, dtype, at.inputs, case.params)
+                result = judge(spec, case, at, dtype, reply, command)
+                if diagnose and result.outcome in DIAGNOSABLE and spec.wrong_variants:
+                    result.diagnosis = diagnosis(spec, case, at, dtype, reply.outputs)
+                results.append(result)
+            if progress:
+                progress()
     except WorkerError as exc:
         raise InputError(f"MODULE:CALLABLE: {label}: {exc}") from None
-    finally:
-        runner.close()
-    return Report(spec.id, label, dtype, results, runner.isolation)
+    return results
+
+
+_POOLED = {}  # in a pool process: one worker per (target, timeout), reused across its tasks
+
+
+def audit_case_task(task: dict) -> dict:
+    """One case of an audit, plain data in and out (run by llmref.parallel in a pool process)."""
+    spec = parse_spec_file(task["spec_file"]) if task["spec_file"] else load_spec(task["component"])
+    if task["command"] is not None:
+        runner = External(task["command"], task["timeout"])
+    else:
+        key = (task["target"], task["timeout"])
+        runner = _POOLED.setdefault(key, Worker(task["target"], task["timeout"]))
+    [result] = audit_cases(spec, runner, [spec.case(task["case"])], task["dtype"], task["repro"],
+                           task["diagnose"], task["label"])
+    return result.to_dict()
 
 
 def select_cases(spec: Spec, cases, tier):

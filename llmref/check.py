@@ -9,7 +9,8 @@ import numpy as np
 
 from llmref.audit import Report, audit
 from llmref.backends import BACKENDS, availability, implementation, simulated
-from llmref.spec import all_specs
+from llmref.parallel import run_tasks
+from llmref.spec import all_specs, load_spec
 from llmref.store import load_case
 
 # The simulator runs every GPU thread as a Python thread: keep its work to seconds. float16
@@ -42,37 +43,43 @@ def simulator_cases(spec):
 
 
 def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smoke",
-              progress=None):
-    """Yield one Cell per (component, backend, dtype)."""
-    specs = [s for s in all_specs() if components is None or s.id in components]
-    for spec in specs:
+              progress=None, jobs=1, executor="process"):
+    """One Cell per (component, backend, dtype), in that order; the cells that run are audits
+    of llmref's own kernels, in this process or spread over `jobs` processes."""
+    cells, tasks = [], []
+    for spec in (s for s in all_specs() if components is None or s.id in components):
         for backend in backends or BACKENDS:
             if backend not in spec.accel:
-                yield Cell(spec.id, backend, "*", "absent", "no implementation")
+                cells.append(Cell(spec.id, backend, "*", "absent", "no implementation"))
                 continue
             ok, note = availability(backend)
             if not ok:
-                yield Cell(spec.id, backend, "*", "unavailable", note)
+                cells.append(Cell(spec.id, backend, "*", "unavailable", note))
                 continue
-            fn = implementation(spec, backend)
             selected, run_dtypes = cases, dtypes
             if backend == "numba-cuda" and simulated():
                 selected = cases or simulator_cases(spec)
                 run_dtypes = dtypes or SIMULATOR_DTYPES
             for dtype in spec.accel[backend]["dtypes"]:
-                if run_dtypes and dtype not in run_dtypes:
-                    continue
-                if progress:
-                    progress(spec.id, backend, dtype)
-                repro = (f"llmref check --component {spec.id} --backend {backend} "
-                         f"--dtype {{dtype}} --case {{case}}")
-                report = audit(spec, fn, cases=selected, dtype=dtype, tier=tier,
-                               label=backend, repro=repro)
-                status = "pass" if report.passed else "fail"
-                yield Cell(spec.id, backend, dtype, status, _summary(report), report)
+                if not run_dtypes or dtype in run_dtypes:
+                    tasks.append({"component": spec.id, "backend": backend, "dtype": dtype,
+                                  "cases": selected, "tier": tier})
+                    cells.append(tasks[-1])
+    reports = iter(run_tasks(check_cell_task, tasks, jobs, executor, progress))
+    return [c if isinstance(c, Cell) else _cell(c, Report.from_dict(next(reports))) for c in cells]
 
 
-def _summary(report: Report) -> str:
-    counts = report.counts()
-    passed = counts.get("PASSED", 0)
-    return f"{passed}/{len(report.results)}"
+def check_cell_task(task: dict) -> dict:
+    """One backend at one dtype on one component's cases (plain data in and out)."""
+    spec = load_spec(task["component"])
+    repro = (f"llmref check --component {spec.id} --backend {task['backend']} "
+             f"--dtype {{dtype}} --case {{case}}")
+    report = audit(spec, implementation(spec, task["backend"]), cases=task["cases"],
+                   dtype=task["dtype"], tier=task["tier"], label=task["backend"], repro=repro)
+    return report.to_dict()
+
+
+def _cell(task, report: Report) -> Cell:
+    passed = report.counts().get("PASSED", 0)
+    return Cell(task["component"], task["backend"], task["dtype"], "pass" if report.passed else "fail",
+                f"{passed}/{len(report.results)}", report)

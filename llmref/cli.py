@@ -7,6 +7,7 @@ as plain text (rich `Text`), never interpreted as markup.
 import argparse
 import json
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import Progress
@@ -80,6 +81,7 @@ def _parser():
     s.add_argument("--dtype", action="append", choices=FLOAT_DTYPES)
     s.add_argument("--case", action="append")
     s.add_argument("--tier", choices=("smoke", "full"), default="smoke")
+    _parallel_options(s)
     _report_options(s)
     s.set_defaults(run=cmd_check)
 
@@ -101,6 +103,7 @@ def _parser():
                    help="run the implementation in this process (debugging: no isolation)")
     s.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                    help="do not run the spec's wrong variants on failing cases")
+    _parallel_options(s)
     _report_options(s)
     s.set_defaults(run=cmd_audit)
 
@@ -113,6 +116,20 @@ def _parser():
     s.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     s.set_defaults(run=cmd_selftest)
     return p
+
+
+def _parallel_options(s):
+    s.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cases (cells) at a time")
+    s.add_argument("--executor", choices=("process", "dask", "ray"), default="process",
+                   help="where parallel tasks run (dask/ray: a local cluster, or the one in "
+                        "$LLMREF_DASK_SCHEDULER / $RAY_ADDRESS)")
+
+
+def _progress(args, what):
+    """A rich progress bar on stderr (off for JSON on stdout or a non-terminal)."""
+    bar = Progress(console=err, transient=True, disable=args.json == "-" or not err.is_terminal)
+    task = bar.add_task(what, total=None)
+    return bar, lambda: bar.advance(task)
 
 
 def _report_options(s):
@@ -226,15 +243,17 @@ def cmd_check(args):
     from llmref.check import run_check
 
     components = _components(args.component)
-    cells = []
-    with Progress(console=err, transient=True, disable=args.json == "-" or not err.is_terminal) as bar:
-        task = bar.add_task("checking", total=None)
-
-        def progress(component, backend, dtype):
-            bar.update(task, description=f"{component} / {backend} / {dtype}")
-
-        for cell in run_check(components, args.backend, args.dtype, args.case, args.tier, progress):
-            cells.append(cell)
+    if args.jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {args.jobs}")
+    start = time.monotonic()
+    bar, advance = _progress(args, "checking")
+    with bar:
+        try:
+            cells = run_check(components, args.backend, args.dtype, args.case, args.tier, advance,
+                              args.jobs, args.executor)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    wall = time.monotonic() - start
     failed = [c for c in cells if c.status == "fail"]
     _write(args, [c.report for c in cells if c.report], "llmref check", extra={"cells": [
         {"component": c.component, "backend": c.backend, "dtype": c.dtype, "status": c.status,
@@ -245,7 +264,8 @@ def cmd_check(args):
     for cell in failed:
         _print_failures(cell.report, f"{cell.component} / {cell.backend} / {cell.dtype}")
     ran = [c for c in cells if c.report]
-    say(f"{len(ran) - len(failed)} of {len(ran)} component x backend x dtype cells passed")
+    say(f"{len(ran) - len(failed)} of {len(ran)} component x backend x dtype cells passed "
+        f"in {wall:.1f} s (--jobs {args.jobs}, {args.executor})")
     return 1 if failed else 0
 
 
@@ -317,8 +337,17 @@ def cmd_audit(args):
     else:
         target = _import_here(args.target) if args.in_process else args.target
         label = args.target
-    report = audit(spec, target, cases=args.case, dtype=args.dtype, tier=args.tier,
-                   label=label, timeout=args.timeout, diagnose=args.diagnose)
+    if args.jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {args.jobs}")
+    if args.in_process and (args.jobs > 1 or args.executor != "process"):
+        raise InputError("--jobs: --in-process runs one case at a time")
+    start = time.monotonic()
+    bar, advance = _progress(args, "auditing")
+    with bar:
+        report = audit(spec, target, cases=args.case, dtype=args.dtype, tier=args.tier, label=label,
+                       timeout=args.timeout, diagnose=args.diagnose, jobs=args.jobs,
+                       executor=args.executor, progress=advance)
+    wall = time.monotonic() - start
     _write(args, [report], f"llmref audit {report.component} {report.implementation}")
     if args.json == "-":
         return 0 if report.passed else 1
@@ -334,7 +363,9 @@ def cmd_audit(args):
                       f"{m['cosine']:.9f}" if m else "", f"{m['headroom']:.3g}" if m else "")
     out.print(table)
     _print_failures(report, f"{report.component} / {report.implementation} / {report.dtype}")
-    say("PASSED" if report.passed else "FAILED", "green" if report.passed else "red")
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts().items())
+    say(("PASSED" if report.passed else "FAILED") + f": {counts} in {wall:.1f} s "
+        f"(--jobs {args.jobs}, {args.executor})", "green" if report.passed else "red")
     return 0 if report.passed else 1
 
 

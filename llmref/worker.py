@@ -107,7 +107,11 @@ class Worker:
         self.proc, self.names = None, []
 
     def load(self, names) -> Declaration:
-        """Start the worker (import, signature check); return the callable's declaration."""
+        """Start the worker (import, signature check); return the callable's declaration. A
+        worker already running for the same names is reused."""
+        if self.proc is not None and self.names == list(names):
+            return self.declared
+        self.close()
         self.names = list(names)
         return self.start()
 
@@ -135,7 +139,8 @@ class Worker:
         if reply.status != "ok":
             self.close()
             raise WorkerError(reply.detail)
-        return Declaration(**json.loads(reply.detail))
+        self.declared = Declaration(**json.loads(reply.detail))
+        return self.declared
 
     def _request(self, header, values, timeout) -> Reply:
         deadline = time.monotonic() + timeout
