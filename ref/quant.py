@@ -6,15 +6,59 @@ FP8) are in ref/quant_formats.py; calibration and memory sizes in ref/quant_cali
 
 The float arithmetic runs in the precision of the float input; integer codes are exact.
 Rounding is round-half-to-even (np.rint) unless a format says otherwise.
+
+Tie-aware comparison (the `ties:` functions of the specs, here and in quant_formats.py,
+quant_extra.py). An output decided by rounding a computed value v (a code, a byte) can take
+one of two values at an evaluation dtype d when v lies close to a tie. Each ties function
+derives, from the operations a correct d-precision implementation performs, an interval
+[v - delta, v + delta] that contains every value such an implementation can compute, using
+Higham's bound for k roundings, gamma_k = k u / (1 - k u) (Accuracy and Stability of
+Numerical Algorithms, 2nd ed., Lemma 3.1), u the unit roundoff of d. Operations that are
+exact at d (a division by a power of two, a representable difference) add nothing, so an
+exact tie computed exactly stays exact and is decided by the spec's rule alone. The rounding
+is monotone, so rounding the interval's two ends gives every reachable output: where they
+differ the element is near a tie, and the alternative is the end whose value differs from
+the reference's (tie_interval).
 """
 import numpy as np
 
+from llmref.dtypes import UNIT_ROUNDOFF, round_to
 from llmref.errors import InputError
-from llmref.validate import axis_index, float_array, int_array
+from llmref.validate import axis_index, float_array, int_array, positive
 
 SCHEMES = ("symmetric", "affine", "binary", "ternary")
 GRANULARITIES = ("tensor", "channel", "group")
 TERNARY_THRESHOLD = 0.7  # TWN: delta = 0.7 * mean|x|
+
+
+# ----------------------------------------------------------------------------- tie model helpers
+
+def gamma(k, dtype):
+    """Higham's gamma_k = k u / (1 - k u): |computed - exact| <= gamma_k |exact| after k
+    roundings in `dtype` (elementwise k; 0 for exact operations)."""
+    u = UNIT_ROUNDOFF[dtype]
+    k = np.asarray(k, dtype=np.float64)
+    return k * u / (1 - k * u)
+
+
+def representable(v, dtype):
+    """True where the float64 value v is exactly a value of `dtype`."""
+    v = np.asarray(v, dtype=np.float64)
+    return round_to(v, dtype).astype(np.float64) == v
+
+
+def is_power_of_two(v):
+    """True where |v| = 2^k (dividing by it, or multiplying by its reciprocal, is exact)."""
+    mantissa, _ = np.frexp(np.asarray(v, dtype=np.float64))
+    return np.abs(mantissa) == 0.5
+
+
+def tie_interval(rounding, low, high, expected):
+    """(near_tie, alternative) for an output rounding(v) whose argument v is known only to lie
+    in [low, high]; rounding is monotone, so its two ends give every reachable output."""
+    at_low, at_high = rounding(low), rounding(high)
+    near = at_low != at_high
+    return near, np.where(at_low != expected, at_low, at_high)
 
 
 # ----------------------------------------------------------------------------- ranges, slices
@@ -128,6 +172,21 @@ def quantize_codes(slices, scale, zero, qmin, qmax):
     return np.clip(np.rint(slices / scale[:, None]).astype(np.int64) + zero[:, None], qmin, qmax)
 
 
+def quantize_linear_args(x, bits, scheme, signed, granularity, axis, group_size):
+    """Validated (x, bits, layout) of quantize_linear, layout = slice_layout(...): every backend
+    checks through this before any kernel runs."""
+    if scheme not in SCHEMES:
+        raise InputError(f"scheme: must be one of {SCHEMES}, got {scheme!r}")
+    low, high = {"binary": (1, 1), "ternary": (2, 2)}.get(scheme, (2, 8))
+    bits = check_bits(bits, low, high)
+    if not isinstance(signed, (bool, np.bool_)):
+        raise InputError(f"signed: must be a bool, got {signed!r}")
+    x = float_array("x", x, min_ndim=1)
+    if x.size == 0:
+        raise InputError(f"x: has no elements (shape {x.shape}); a scale needs at least one")
+    return x, bits, slice_layout(x, granularity, axis, group_size)
+
+
 def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="tensor", axis=0,
                     group_size=0):
     """Quantize x and dequantize it again: (q, scale, zero_point, x_hat).
@@ -138,16 +197,8 @@ def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="ten
     S and Z have the shape of x with reduced axes kept as 1 (tensor, channel) or the grouped
     axis divided by group_size (group). Dequantize with `dequantize_linear`.
     """
-    if scheme not in SCHEMES:
-        raise InputError(f"scheme: must be one of {SCHEMES}, got {scheme!r}")
-    if scheme == "binary":
-        bits = check_bits(bits, 1, 1)
-    elif scheme == "ternary":
-        bits = check_bits(bits, 2, 2)
-    else:
-        bits = check_bits(bits)
-    x = float_array("x", x, min_ndim=1)
-    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, group_size)
+    x, bits, (slices, restore_codes, restore_scale) = quantize_linear_args(
+        x, bits, scheme, signed, granularity, axis, group_size)
     qmin, qmax = integer_range(bits, scheme, signed)
     if scheme == "binary":
         scale = binary_params(slices)
@@ -157,7 +208,7 @@ def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="ten
         delta = ternary_threshold(slices)
         scale = ternary_params(slices, delta)
         zero = np.zeros(scale.shape, np.int64)
-        q = np.where(slices > delta[:, None], 1, np.where(slices < -delta[:, None], -1, 0))
+        q = ternary_codes(slices, delta)
     else:
         scale, zero = linear_params(slices, bits, scheme, signed)
         q = quantize_codes(slices, scale, zero, qmin, qmax)
@@ -165,6 +216,128 @@ def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="ten
     scale = restore_scale(scale).astype(x.dtype)
     zero = restore_scale(zero).astype(np.int32)
     return q, scale, zero, dequantize_linear(q, scale, zero, granularity, axis, group_size)
+
+
+def ternary_codes(slices, delta):
+    """TWN codes: +1 where x > delta, -1 where x < -delta, else 0 (strict: |x| = delta gives 0)."""
+    return np.where(slices > delta[:, None], 1, np.where(slices < -delta[:, None], -1, 0))
+
+
+# ----------------------------------------------------------------------------- linear ties
+
+def quantize_linear_ties(dtype, x, bits=8, scheme="symmetric", signed=True, granularity="tensor",
+                         axis=0, group_size=0):
+    """Outputs a correct `dtype` evaluation may round to the other side of a tie:
+    {q, zero_point, x_hat (and scale, for ternary): (near_tie, alternative)}.
+
+    Symmetric / affine. The reference rounds t = x / S (S its float64 scale). A dtype
+    implementation computes its own scale S' and t' = x / S' or x * (1/S') in dtype:
+      S'  = S (1 + s), |s| <= gamma_kS:  kS = 1 (amax / qmax) or 2 ((max - min) / (qmax - qmin)),
+            0 where S is exactly a dtype value computed exactly (S * divisor = numerator);
+      t'  = t (1 + e), |e| <= gamma_(kS + 2): + 2 for a rounded reciprocal and a rounded product
+            (a division alone is 1); e = 0 where S' = S is a power of two and t is a dtype
+            value (then x / S and x * (1/S) are exact);
+      Z added before rounding (round(x/S + Z), as fbgemm does) rounds once more: u |t + Z|,
+            or exactly |fl(t + Z) - (t + Z)| where t' is exact.
+    So |t' - t| <= delta = gamma_k |t| (+ the addition term), about c u |x/S| with c = kS + 2:
+    3 for symmetric, 4 for affine scales (2 where S is exact, 0 where t is). The zero-point
+    rounds t_z = min / S with delta_z = gamma_k |t_z| (the same k): where it is near a tie the
+    alternative zero-point shifts every code of its slice, so q and x_hat of that slice take
+    the alternative too. An element near its own tie
+    in a slice whose zero-point is near one is given one alternative, both flipped; the cases
+    hold none (tests/test_quant_ties.py checks it).
+
+    Ternary. Membership |x| > delta = 0.7 mean|x| flips where ||x| - delta| <= gamma_(n+2) delta
+    (n - 1 additions of nonnegative terms, the division by n, the product with 0.7 and the
+    rounding of 0.7 itself); the alternative flips every such element of the slice, with the
+    scale and x_hat recomputed. Binary codes compare x with 0, exactly: no ties.
+    """
+    x, bits, (slices, restore_codes, restore_scale) = quantize_linear_args(
+        x, bits, scheme, signed, granularity, axis, group_size)
+    if scheme == "binary":
+        return {}
+    if scheme == "ternary":
+        return _ternary_ties(dtype, slices, restore_codes, restore_scale)
+    qmin, qmax = integer_range(bits, scheme, signed)
+    scale, zero = linear_params(slices, bits, scheme, signed)  # (S,)
+    near_e, r, near_z, z = linear_tie_decisions(dtype, slices, bits, scheme, signed)
+    q = quantize_codes(slices, scale, zero, qmin, qmax)
+    q_alt = np.clip(r.astype(np.int64) + z[:, None], qmin, qmax)
+    x_hat = (q - zero[:, None]) * scale[:, None]
+    x_hat_alt = (q_alt - z[:, None]) * scale[:, None]
+    near_q = near_e | near_z[:, None]
+    return {"q": (restore_codes(near_q & (q_alt != q)), restore_codes(q_alt).astype(np.int32)),
+            "zero_point": (restore_scale(near_z & (z != zero)), restore_scale(z).astype(np.int32)),
+            "x_hat": (restore_codes(near_q & (x_hat_alt != x_hat)), restore_codes(x_hat_alt))}
+
+
+def linear_tie_decisions(dtype, slices, bits, scheme, signed):
+    """(near_e, r, near_z, z) for symmetric / affine slices (S, n): which elements' round(x/S)
+    and which slices' zero-points are near a tie at `dtype` (see quantize_linear_ties), with
+    r = round(x/S) and z = the zero-point, each taking its alternative where near."""
+    qmin, qmax = integer_range(bits, scheme, signed)
+    scale, zero = linear_params(slices, bits, scheme, signed)
+    k_elements, k_zero = quotient_roundings(slices, scale, bits, scheme, signed, dtype)
+    t = slices / scale[:, None]  # (S, n)
+    low, high = rounding_bounds(t, k_elements, zero[:, None], dtype)
+    near_e, r_alt = tie_interval(np.rint, low, high, np.rint(t))
+    t_zero = slices.min(axis=1) / scale  # (S,)
+    d_zero = gamma(k_zero, dtype) * np.abs(t_zero)
+
+    def zero_point(v):  # Z = clamp(qmin - round(min / S))
+        return np.clip(qmin - np.rint(v), qmin, qmax)
+
+    near_z, z_alt = tie_interval(zero_point, t_zero + d_zero, t_zero - d_zero, zero)
+    near_z &= scheme == "affine"
+    return near_e, np.where(near_e, r_alt, np.rint(t)), near_z, np.where(near_z, z_alt, zero)
+
+
+def quotient_roundings(slices, scale, bits, scheme, signed, dtype):
+    """Roundings k (gamma_k |t|) in a dtype evaluation of t = x / S per element (S, n), and of
+    t_z = min / S per slice (S,); see quantize_linear_ties."""
+    qmin, qmax = integer_range(bits, scheme, signed)
+    if scheme == "symmetric":
+        numerator, divisor, k_scale = np.abs(slices).max(axis=1), 2 ** (bits - 1) - 1, 1
+    else:
+        numerator, divisor, k_scale = slices.max(axis=1) - slices.min(axis=1), qmax - qmin, 2
+    degenerate = numerator == 0  # S = 1 by rule
+    exact_scale = degenerate | (representable(numerator, dtype) & representable(scale, dtype)
+                                & (scale * divisor == numerator))
+    inexact = np.where(exact_scale, 0, k_scale) + 2  # (S,)
+    exact_t = (exact_scale & is_power_of_two(scale))[:, None] & representable(slices / scale[:, None], dtype)
+    exact_tz = exact_scale & is_power_of_two(scale) & representable(slices.min(axis=1) / scale, dtype)
+    return np.where(exact_t, 0, inexact[:, None]), np.where(exact_tz, 0, inexact)
+
+
+def rounding_bounds(t, k, zero, dtype):
+    """[low, high] around t holding every dtype evaluation of it: gamma_k |t|, plus the
+    rounding of adding an integer zero-point before rounding (u |t + Z|, or the exact error of
+    that addition where t is exact). Ties of round(t) are tested on this interval."""
+    spread = gamma(k, dtype) * np.abs(t)
+    added = t + zero
+    exact_add = np.abs(round_to(added, dtype).astype(np.float64) - added)
+    add_error = np.where(k == 0, exact_add, gamma(1, dtype) * (np.abs(added) + spread))
+    spread = spread + np.where(zero == 0, 0.0, add_error)
+    return t - spread, t + spread
+
+
+def _ternary_ties(dtype, slices, restore_codes, restore_scale):
+    """Ternary membership flips near |x| = delta (see quantize_linear_ties)."""
+    delta = ternary_threshold(slices)  # (S,)
+    spread = gamma(slices.shape[1] + 2, dtype) * delta
+    near = np.abs(np.abs(slices) - delta[:, None]) <= spread[:, None]  # (S, n)
+    q = ternary_codes(slices, delta)
+    big_alt = np.where(near, q == 0, q != 0)
+    q_alt = np.where(big_alt, np.where(slices < 0, -1, 1), 0)
+    scale = ternary_params(slices, delta)
+    count = big_alt.sum(axis=1)
+    total = np.where(big_alt, np.abs(slices), 0).sum(axis=1)
+    scale_alt = np.where(count == 0, 1.0, total / np.maximum(count, 1))
+    touched = near.any(axis=1)
+    x_hat, x_hat_alt = q * scale[:, None], q_alt * scale_alt[:, None]
+    return {"q": (restore_codes(near), restore_codes(q_alt).astype(np.int32)),
+            "scale": (restore_scale(touched), restore_scale(scale_alt)),
+            "x_hat": (restore_codes(touched[:, None] & (x_hat_alt != x_hat)), restore_codes(x_hat_alt))}
 
 
 def expand_params(p, shape, granularity, axis, group_size):
@@ -192,6 +365,24 @@ def dequantize_linear(q, scale, zero_point, granularity="tensor", axis=0, group_
 
 # ----------------------------------------------------------------------------- QAT fake-quant
 
+def fake_quant_args(x, grad_y, scale, zero_point, quant_min, quant_max):
+    """Validated (x, grad_y) of fake_quant: the same shape, a finite positive scale, integer
+    zero_point, quant_min < quant_max and quant_min <= zero_point <= quant_max."""
+    x = float_array("x", x)
+    grad_y = float_array("grad_y", grad_y)
+    if grad_y.shape != x.shape:
+        raise InputError(f"grad_y: has shape {grad_y.shape}, expected the shape of x {x.shape}")
+    positive("scale", scale)
+    for name, value in (("zero_point", zero_point), ("quant_min", quant_min), ("quant_max", quant_max)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"{name}: must be an integer, got {value!r}")
+    if not quant_min < quant_max:
+        raise InputError(f"quant_max: must exceed quant_min, got [{quant_min}, {quant_max}]")
+    if not quant_min <= zero_point <= quant_max:
+        raise InputError(f"zero_point: {zero_point} is outside [{quant_min}, {quant_max}]")
+    return x, grad_y
+
+
 def fake_quant(x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127):
     """Fake-quantize x and back-propagate grad_y through it: (y, grad_x).
 
@@ -200,19 +391,39 @@ def fake_quant(x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127
     The straight-through estimator passes the gradient unchanged where the rounded code lies
     inside the range and blocks it where the clamp is active (torch.fake_quantize_per_tensor_affine).
     """
-    x = float_array("x", x)
-    grad_y = float_array("grad_y", grad_y)
-    if grad_y.shape != x.shape:
-        raise InputError(f"grad_y: has shape {grad_y.shape}, expected the shape of x {x.shape}")
-    if not quant_min < quant_max:
-        raise InputError(f"quant_max: must exceed quant_min, got [{quant_min}, {quant_max}]")
-    if not quant_min <= zero_point <= quant_max:
-        raise InputError(f"zero_point: {zero_point} is outside [{quant_min}, {quant_max}]")
+    x, grad_y = fake_quant_args(x, grad_y, scale, zero_point, quant_min, quant_max)
     s = x.dtype.type(scale)
     code = np.rint(x / s) + x.dtype.type(zero_point)  # unclamped code, float
     inside = (code >= quant_min) & (code <= quant_max)
     y = (np.clip(code, quant_min, quant_max) - x.dtype.type(zero_point)) * s
     return y.astype(x.dtype), np.where(inside, grad_y, 0).astype(x.dtype)
+
+
+def fake_quant_ties(dtype, x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127):
+    """{y, grad_x: (near_tie, alternative)} of a `dtype` evaluation of fake_quant.
+
+    The reference rounds t = x / S with S the float64 param. A dtype implementation first
+    rounds S to dtype (S' = S (1 + s), |s| <= u, s = 0 where S is a dtype value), then forms
+    x / S' (1 rounding) or x * (1/S') (2; torch's kernels use inv_scale = 1.0f / scale), so
+    |t' - t| <= gamma_k |t| with k = 1 + 2 = 3, 2 for a representable S, 0 for a power of two
+    S with t a dtype value (exact). Adding Z before rounding adds u |t + Z| (see
+    rounding_bounds). The straight-through mask is decided by the same rounded code, so
+    grad_x flips where the alternative code crosses quant_min or quant_max.
+    """
+    x, grad_y = fake_quant_args(x, grad_y, scale, zero_point, quant_min, quant_max)
+    t = x / scale
+    exact_scale = bool(representable(scale, dtype))
+    exact_t = exact_scale & bool(is_power_of_two(scale)) & representable(t, dtype)
+    k = np.where(exact_t, 0, 2 + (not exact_scale))
+    low, high = rounding_bounds(t, k, zero_point, dtype)
+    near, r_alt = tie_interval(np.rint, low, high, np.rint(t))
+    code, code_alt = np.rint(t) + zero_point, r_alt + zero_point
+    y = (np.clip(code, quant_min, quant_max) - zero_point) * scale
+    y_alt = (np.clip(code_alt, quant_min, quant_max) - zero_point) * scale
+    inside = (code >= quant_min) & (code <= quant_max)
+    inside_alt = (code_alt >= quant_min) & (code_alt <= quant_max)
+    return {"y": (near & (y_alt != y), y_alt),
+            "grad_x": (near & (inside_alt != inside), np.where(inside_alt, grad_y, 0.0))}
 
 
 # ----------------------------------------------------------------------------- packing
@@ -315,18 +526,26 @@ def from_awq(qweight, qzeros):
 
 # ----------------------------------------------------------------------------- matmuls
 
-def check_w4_operands(x, w_packed, scales, zeros, group_size):
-    """Validate W4A16 operands; return (M, K, N, groups)."""
+def w4a16_args(x, w_packed, scales, zeros, group_size):
+    """Validated (x, w_packed, scales, zeros) of w4a16_matmul: every backend checks through
+    this before any kernel runs. M, K, N >= 1; group_size an even integer >= 2 dividing K (a
+    group is whole bytes of the packed row); w_packed (N, K/2) uint8; scales and zeros
+    (N, K/group_size), zeros codes 0..15."""
     x = float_array("x", x, ndim=2)
     m, k = x.shape
+    if m == 0 or k == 0:
+        raise InputError(f"x: has shape {x.shape}; M and K must be at least 1")
     w_packed = int_array("w_packed", w_packed, ndim=2)
     if w_packed.dtype != np.uint8:
         raise InputError(f"w_packed: expected uint8 bytes, got {w_packed.dtype}")
     if 2 * w_packed.shape[1] != k:
-        raise InputError(f"w_packed: has {w_packed.shape[1]} bytes per row; K={k} needs {k // 2}")
+        raise InputError(f"w_packed: has {w_packed.shape[1]} bytes per row; K={k} needs {k / 2:g}")
     n = w_packed.shape[0]
-    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 2:
-        raise InputError(f"group_size: must be an even integer >= 2, got {group_size!r}")
+    if n == 0:
+        raise InputError(f"w_packed: has shape {w_packed.shape}; N must be at least 1")
+    if (isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer))
+            or group_size < 2 or group_size % 2):
+        raise InputError(f"group_size: must be an even integer >= 2 (whole packed bytes), got {group_size!r}")
     if k % group_size:
         raise InputError(f"group_size: {group_size} does not divide K={k}")
     groups = k // group_size
@@ -336,7 +555,7 @@ def check_w4_operands(x, w_packed, scales, zeros, group_size):
     zeros = int_array("zeros", zeros, ndim=2, low=0, high=16)
     if zeros.shape != (n, groups):
         raise InputError(f"zeros: has shape {zeros.shape}, expected (N, K/group_size) = {(n, groups)}")
-    return m, k, n, groups
+    return x, w_packed, scales, zeros
 
 
 def dequantize_w4(w_packed, scales, zeros, group_size):
@@ -355,11 +574,9 @@ def w4a16_matmul(x, w_packed, scales, zeros, group_size=128):
     0..15. Products and sums are exact in float64 here; implementations accumulate in float32
     and round y once to the activation dtype.
     """
-    check_w4_operands(x, w_packed, scales, zeros, group_size)
-    x = np.asarray(x)
-    x64 = x.astype(np.float64)
-    w = dequantize_w4(np.asarray(w_packed), np.asarray(scales, np.float64), np.asarray(zeros), group_size)
-    return (x64 @ w.T).astype(x.dtype)
+    x, w_packed, scales, zeros = w4a16_args(x, w_packed, scales, zeros, group_size)
+    w = dequantize_w4(w_packed, scales.astype(np.float64), zeros, group_size)  # (N, K)
+    return (x.astype(np.float64) @ w.T).astype(x.dtype)
 
 
 def w8a8_matmul(x_q, w_q, x_scale, w_scale):
@@ -379,6 +596,10 @@ def w8a8_args(x_q, w_q, x_scale, w_scale):
     """Validated (x_q, w_q, x_scale, w_scale) of w8a8_matmul; every backend checks through this."""
     x_q = int_array("x_q", x_q, ndim=2, low=-128, high=128)
     w_q = int_array("w_q", w_q, ndim=2, low=-128, high=128)
+    if 0 in x_q.shape:
+        raise InputError(f"x_q: has shape {x_q.shape}; M and K must be at least 1")
+    if w_q.shape[0] == 0:
+        raise InputError(f"w_q: has shape {w_q.shape}; N must be at least 1")
     if w_q.shape[1] != x_q.shape[1]:
         raise InputError(f"w_q: has K={w_q.shape[1]}, x_q has K={x_q.shape[1]}")
     if x_q.shape[1] >= 2 ** 17:
@@ -419,7 +640,7 @@ def int4_layouts(q, zeros):
     q = int_array("q", q, ndim=2, low=0, high=16)
     zeros = int_array("zeros", zeros, ndim=2, low=0, high=16)
     n, k = q.shape
-    if n % 8 or k % 8:
+    if n == 0 or k == 0 or n % 8 or k % 8:
         raise InputError(f"q: shape {q.shape} needs N and K multiples of 8 for 32-bit packing")
     if zeros.shape[0] != n or zeros.shape[1] == 0 or k % zeros.shape[1]:
         raise InputError(f"zeros: shape {zeros.shape} does not give whole groups of K={k} per row")

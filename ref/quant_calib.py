@@ -46,11 +46,12 @@ def amax_mse(counts, edges, num_bits, unsigned, start_bin):
 
 
 def kl_divergence(p, q):
-    """sum p log(p / q) over p > 0 (p, q normalised); inf where p > 0 and q = 0."""
-    p, q = p / p.sum(), q / q.sum()
+    """sum p log(p / q) over p > 0 (p, q normalised); inf where p > 0 and q = 0, which includes
+    a Q with no mass at all (a candidate range holding no sample: P is only the outlier mass)."""
     nz = p > 0
-    if np.any(q[nz] == 0):
+    if q.sum() == 0 or np.any(q[nz] == 0):
         return np.inf
+    p, q = p / p.sum(), q / q.sum()
     return float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
 
 
@@ -83,6 +84,29 @@ def amax_entropy(counts, edges, num_bits, unsigned, start_bin):
     return edges[start_bin + last_argmin]
 
 
+def calibrate_args(x, method, num_bits, unsigned, num_bins, percentile, start_bin):
+    """Validated x (flat float64) of calibrate; every bad param is an InputError naming it."""
+    x = float_array("x", x, min_ndim=1)
+    if method not in METHODS:
+        raise InputError(f"method: must be one of {METHODS}, got {method!r}")
+    for name, value, low, high in (("num_bits", num_bits, 2, 16), ("num_bins", num_bins, 1, None),
+                                   ("start_bin", start_bin, 1, None)):
+        if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+                or (high is not None and value > high)):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise InputError(f"{name}: must be an integer {bound}, got {value!r}")
+    if not isinstance(unsigned, (bool, np.bool_)):
+        raise InputError(f"unsigned: must be a bool, got {unsigned!r}")
+    if (isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.integer, np.floating))
+            or not 0 < percentile <= 100):
+        raise InputError(f"percentile: must be a number in (0, 100], got {percentile!r}")
+    if method in ("mse", "entropy") and not start_bin < num_bins:
+        raise InputError(f"start_bin: must be below num_bins={num_bins}, got {start_bin!r}")
+    if x.size == 0 or not np.any(x):
+        raise InputError("x: needs at least one nonzero sample to set a range")
+    return x.astype(np.float64).reshape(-1)
+
+
 def calibrate(x, method="minmax", num_bits=8, unsigned=False, num_bins=2048, percentile=99.99,
               start_bin=128):
     """Calibrated clipping range of activation samples x: (amax, scale), each of shape (1,).
@@ -90,18 +114,7 @@ def calibrate(x, method="minmax", num_bits=8, unsigned=False, num_bins=2048, per
     minmax: amax = max|x|;  percentile / mse / entropy: on the |x| histogram (see above).
     scale = amax / (2^(b-1+unsigned) - 1).
     """
-    x = float_array("x", x, min_ndim=1)
-    if method not in METHODS:
-        raise InputError(f"method: must be one of {METHODS}, got {method!r}")
-    if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 2 <= num_bits <= 16:
-        raise InputError(f"num_bits: must be an integer in [2, 16], got {num_bits!r}")
-    if not 0 < percentile <= 100:
-        raise InputError(f"percentile: must be in (0, 100], got {percentile!r}")
-    if method in ("mse", "entropy") and not 1 <= start_bin < num_bins:
-        raise InputError(f"start_bin: must be in [1, num_bins), got {start_bin!r}")
-    if x.size == 0 or not np.any(x):
-        raise InputError("x: needs at least one nonzero sample to set a range")
-    x = x.astype(np.float64).reshape(-1)
+    x = calibrate_args(x, method, num_bits, unsigned, num_bins, percentile, start_bin)
     if method == "minmax":
         amax = np.abs(x).max()
     else:
@@ -137,6 +150,8 @@ def quant_memory(numel, bits, group_size=128, zero_points=True):
         raise InputError(f"bits: {int(bits[bad][0])} is neither 2..8 nor 16")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise InputError(f"group_size: must be a positive integer, got {group_size!r}")
+    if not isinstance(zero_points, (bool, np.bool_)):
+        raise InputError(f"zero_points: must be a bool, got {zero_points!r}")
     quantized = bits != 16
     if np.any(numel[quantized] % group_size):
         raise InputError(f"group_size: {group_size} does not divide every quantized numel")

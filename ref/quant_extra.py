@@ -6,8 +6,10 @@ The float arithmetic runs in the precision of the float input; integer codes are
 """
 import numpy as np
 
+from llmref.dtypes import UNIT_ROUNDOFF
 from llmref.errors import InputError
-from llmref.ref.quant import check_bits, pack_int2, pack_int4, slice_layout
+from llmref.ref.quant import (check_bits, gamma, is_power_of_two, pack_int2, pack_int4,
+                              representable, slice_layout, tie_interval)
 from llmref.validate import float_array, int_array
 
 SQRT_HALF = 0.7071067811865476  # 2^-1/2: log2 m < -1/2  <=>  m < 2^-1/2
@@ -30,6 +32,30 @@ def log2_round(r):
     return np.where(m.astype(np.float64) < SQRT_HALF, p - 1, p).astype(np.int64)
 
 
+LOG2_GRANULARITIES = ("tensor", "channel")
+
+
+def log2_args(x, bits, granularity, axis):
+    """Validated (x, bits, layout) of log2_quantize, layout = slice_layout(...): every backend
+    checks through this before any kernel runs."""
+    bits = check_bits(bits, 2, 8)
+    x = float_array("x", x, min_ndim=1)
+    if x.size == 0:
+        raise InputError(f"x: has no elements (shape {x.shape}); a scale needs at least one")
+    if granularity not in LOG2_GRANULARITIES:
+        raise InputError(f"granularity: must be one of {LOG2_GRANULARITIES}, got {granularity!r}")
+    return x, bits, slice_layout(x, granularity, axis, 0)
+
+
+def log2_codes(r, levels, negative):
+    """Codes sign(x) (e + L) for r = |x| / s (0 where r = 0 or e < e_min = 1 - L)."""
+    nonzero = r > 0
+    with np.errstate(divide="ignore"):
+        e = np.where(nonzero, log2_round(np.where(nonzero, r, 1)), -levels)
+    keep = nonzero & (e >= 1 - levels)
+    return np.where(keep, np.where(negative, -1, 1) * (e + levels), 0)
+
+
 def log2_quantize(x, bits=4, granularity="tensor", axis=0):
     """Quantize x to sign(x) * s * 2^e and return (codes, scale, x_hat).
 
@@ -38,23 +64,45 @@ def log2_quantize(x, bits=4, granularity="tensor", axis=0):
     code  = sign(x) * (e + L)  if e >= e_min,  else 0   (r < 2^(e_min - 1/2) flushes to zero)
     x_hat = sign(code) * s * 2^(|code| - L)  (0 for code 0);  x = 0 gives code 0, x_hat +0.
     """
-    bits = check_bits(bits, 2, 8)
-    x = float_array("x", x, min_ndim=1)
-    if granularity not in ("tensor", "channel"):
-        raise InputError(f"granularity: must be 'tensor' or 'channel', got {granularity!r}")
-    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, 0)  # (S, n)
+    x, bits, (slices, restore_codes, restore_scale) = log2_args(x, bits, granularity, axis)
     amax = np.abs(slices).max(axis=1)  # (S,)
     scale = np.where(amax == 0, x.dtype.type(1), amax).astype(x.dtype)
-    levels = log2_levels(bits)
     r = np.abs(slices) / scale[:, None]  # (S, n), in [0, 1]
-    nonzero = r > 0
-    with np.errstate(divide="ignore"):
-        e = np.where(nonzero, log2_round(np.where(nonzero, r, 1)), -levels)
-    keep = nonzero & (e >= 1 - levels)
-    codes = np.where(keep, np.where(slices < 0, -1, 1) * (e + levels), 0)
-    codes = restore_codes(codes).astype(np.int8)
+    codes = restore_codes(log2_codes(r, log2_levels(bits), slices < 0)).astype(np.int8)
     scale = restore_scale(scale)
     return codes, scale, log2_dequantize(codes, scale, bits)
+
+
+def log2_ties(dtype, x, bits=4, granularity="tensor", axis=0):
+    """{codes, x_hat: (near_tie, alternative)} of a `dtype` evaluation of log2_quantize.
+
+    No value is exactly on a boundary (2^(k+1/2) is irrational), but a dtype evaluation may
+    decide a value close to one the other way. Relative to r = |x| / s (s a maximum, exact):
+      r' = |x| / s or |x| * (1/s): gamma_2 r (0 where s is a power of two and r a dtype value);
+      the constant 2^-1/2 compared with the frexp mantissa is a dtype value: u;
+      or, for round(log2 r'): log2 to within 1 ulp, 2 u |log2 r| in the log domain, that is
+      2 ln(2) u |log2 r| relative to r.
+    So r' lies within r (gamma_k + u + 2 ln(2) u |log2 r|) of r; where that interval holds a
+    boundary 2^(k+1/2) the exponent (and the code, or the flush to zero at e_min) may differ.
+    """
+    x, bits, (slices, restore_codes, restore_scale) = log2_args(x, bits, granularity, axis)
+    amax = np.abs(slices).max(axis=1)
+    scale = np.where(amax == 0, 1.0, amax)[:, None]
+    r = np.abs(slices) / scale  # (S, n)
+    u = UNIT_ROUNDOFF[dtype]
+    exact = is_power_of_two(scale) & representable(r, dtype)
+    with np.errstate(divide="ignore"):
+        log_term = 2 * np.log(2) * u * np.where(r > 0, np.abs(np.log2(np.where(r > 0, r, 1))), 0)
+    relative = np.where(exact, 0.0, gamma(2, dtype)) + u + log_term
+    levels, negative = log2_levels(bits), slices < 0
+    codes = log2_codes(r, levels, negative)
+    near, alt = tie_interval(lambda v: log2_codes(v, levels, negative), r * (1 - relative),
+                             np.minimum(r * (1 + relative), 1.0), codes)  # r <= 1 by definition
+    codes_alt = np.where(near, alt, codes)
+    x_hat = log2_dequantize(codes, scale, bits)
+    x_hat_alt = log2_dequantize(codes_alt, scale, bits)
+    return {"codes": (restore_codes(near), restore_codes(codes_alt).astype(np.int8)),
+            "x_hat": (restore_codes(near & (x_hat_alt != x_hat)), restore_codes(x_hat_alt))}
 
 
 def log2_dequantize(codes, scale, bits):
@@ -78,12 +126,17 @@ def w8_groups(k, group_size):
     return k // group_size, int(group_size)
 
 
-def check_w8_operands(x, w_q, scales, group_size):
-    """Validate W8A16 operands; return (groups, G)."""
+def w8a16_args(x, w_q, scales, group_size):
+    """Validated (x, w_q, scales, G) of w8a16_matmul, G the group length (K for group_size 0):
+    every backend checks through this before any kernel runs."""
     x = float_array("x", x, ndim=2)
+    if 0 in x.shape:
+        raise InputError(f"x: has shape {x.shape}; M and K must be at least 1")
     w_q = int_array("w_q", w_q, ndim=2)
     if w_q.dtype != np.int8:
         raise InputError(f"w_q: expected int8 codes, got {w_q.dtype}")
+    if w_q.shape[0] == 0:
+        raise InputError(f"w_q: has shape {w_q.shape}; N must be at least 1")
     if w_q.shape[1] != x.shape[1]:
         raise InputError(f"w_q: has K={w_q.shape[1]}, x has K={x.shape[1]}")
     groups, g = w8_groups(x.shape[1], group_size)
@@ -91,7 +144,7 @@ def check_w8_operands(x, w_q, scales, group_size):
     if scales.shape != (w_q.shape[0], groups):
         raise InputError(f"scales: has shape {scales.shape}, expected (N, groups) = "
                          f"{(w_q.shape[0], groups)}")
-    return groups, g
+    return x, w_q, scales, g
 
 
 def dequantize_w8(w_q, scales, g):
@@ -106,10 +159,9 @@ def w8a16_matmul(x, w_q, scales, group_size=0):
     output channel and group. Computed in x's precision (float32 for half inputs, y rounded
     once to x's dtype).
     """
-    _, g = check_w8_operands(x, w_q, scales, group_size)
-    x = np.asarray(x)
+    x, w_q, scales, g = w8a16_args(x, w_q, scales, group_size)
     work = np.float64 if x.dtype == np.float64 else np.float32
-    w = dequantize_w8(np.asarray(w_q), np.asarray(scales).astype(work), g)  # (N, K)
+    w = dequantize_w8(w_q, scales.astype(work), g)  # (N, K)
     return (x.astype(work) @ w.T).astype(x.dtype)
 
 
@@ -151,6 +203,8 @@ def check_plan(layer_shapes, layers, bits, group_size):
     for name, values in (("layers", layers), ("bits", bits), ("group_size", group_size)):
         if not isinstance(values, (list, tuple)) or len(values) != len(layers):
             raise InputError(f"{name}: expected a list as long as layers, got {values!r}")
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+            raise InputError(f"{name}: expected integers, got {values!r}")
     if sorted(layers) != list(range(n_layers)):
         raise InputError(f"layers: must name every layer 0..{n_layers - 1} once, got {layers!r}")
     for layer, b, g in zip(layers, bits, group_size):

@@ -8,9 +8,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from llmref import InputError
+from llmref.accel.cupy import quant as cupy_host
 from llmref.accel.cupy.quant import canonical_bytes, kernel_words
 from llmref.accel.numba_cpu import quant as fast
-from llmref.ref import quant, quant_formats
+from llmref.accel.numba_cuda import quant as cuda_quant
+from llmref.ref import quant, quant_calib, quant_formats
 
 RNG = np.random.default_rng(20261123)
 FINITE = st.floats(-1e3, 1e3, allow_nan=False, width=64)
@@ -18,19 +20,30 @@ FINITE = st.floats(-1e3, 1e3, allow_nan=False, width=64)
 
 # ----------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("impl", [quant.quantize_linear, fast.quantize_linear])
+QUANTIZE_LINEAR = [quant.quantize_linear, fast.quantize_linear, cuda_quant.quantize_linear]
+
+
+@pytest.mark.parametrize("impl", QUANTIZE_LINEAR)
 @pytest.mark.parametrize("kwargs,name", [
     ({"granularity": "group", "axis": 1, "group_size": 5}, "group_size"),
+    ({"granularity": "group", "axis": 1, "group_size": 0}, "group_size"),
     ({"bits": 9}, "bits"),
     ({"bits": 1}, "bits"),
     ({"scheme": "binary", "bits": 2}, "bits"),
     ({"scheme": "log"}, "scheme"),
     ({"granularity": "row"}, "granularity"),
     ({"granularity": "channel", "axis": 2}, "axis"),
+    ({"signed": "yes"}, "signed"),
 ])
 def test_quantize_linear_rejects_bad_arguments(impl, kwargs, name):
     with pytest.raises(InputError, match=f"^{name}:"):
         impl(RNG.normal(size=(4, 8)), **kwargs)
+
+
+@pytest.mark.parametrize("impl", QUANTIZE_LINEAR)
+def test_quantize_linear_rejects_an_empty_tensor(impl):
+    with pytest.raises(InputError, match="^x:"):
+        impl(np.zeros((0, 8)))
 
 
 def test_nan_input_is_rejected_naming_x():
@@ -55,21 +68,104 @@ def _w4_operands(m=2, k=64, n=8, g=32):
     return quant.w4a16_case(np.random.default_rng(0), M=m, K=k, N=n, GS=g)
 
 
-@pytest.mark.parametrize("impl", [quant.w4a16_matmul, fast.w4a16_matmul])
-def test_w4a16_rejects_bad_operands(impl):
-    ops = _w4_operands()
-    bad = [({"w_packed": ops["w_packed"][:, :-1]}, "w_packed"),
-           ({"scales": ops["scales"].T}, "scales"),
-           ({"zeros": ops["zeros"][:, :1]}, "zeros"),
-           ({"zeros": ops["zeros"] + 16}, "zeros"),
-           ({"group_size": 48}, "group_size"),
-           ({"w_packed": ops["w_packed"].astype(np.int32)}, "w_packed")]
-    for change, name in bad:
-        args = dict(ops, group_size=32, **{k: v for k, v in change.items() if k != "group_size"})
-        if "group_size" in change:
-            args["group_size"] = change["group_size"]
-        with pytest.raises(InputError, match=f"^{name}:"):
-            impl(**args)
+W4A16 = [quant.w4a16_matmul, fast.w4a16_matmul, cupy_host.w4a16_matmul]  # cupy: checked before cupy is imported
+
+
+@pytest.mark.parametrize("impl", W4A16)
+@pytest.mark.parametrize("change,name", [
+    ({"w_packed": lambda o: o["w_packed"][:, :-1]}, "w_packed"),
+    ({"w_packed": lambda o: o["w_packed"].astype(np.int32)}, "w_packed"),
+    ({"scales": lambda o: o["scales"].T}, "scales"),
+    ({"zeros": lambda o: o["zeros"][:, :1]}, "zeros"),
+    ({"zeros": lambda o: o["zeros"] + 16}, "zeros"),  # a code out of range
+    ({"group_size": 48}, "group_size"),  # does not divide K = 64
+    ({"group_size": 1}, "group_size"),
+    ({"group_size": 0}, "group_size"),
+    ({"x": lambda o: o["x"][:0]}, "x"),  # M = 0
+    ({"w_packed": lambda o: o["w_packed"][:0], "scales": lambda o: o["scales"][:0],
+      "zeros": lambda o: o["zeros"][:0]}, "w_packed"),  # N = 0
+])
+def test_w4a16_rejects_bad_operands(impl, change, name):
+    ops = dict(_w4_operands(), group_size=32)
+    for key, value in change.items():
+        ops[key] = value(ops) if callable(value) else value
+    with pytest.raises(InputError, match=f"^{name}:"):
+        impl(**ops)
+
+
+@pytest.mark.parametrize("impl", W4A16)
+def test_w4a16_rejects_an_odd_group_size_that_divides_k(impl):
+    """G = 3 divides K = 192 but splits packed bytes; numba-cpu once disagreed with the
+    reference by 2.9 on it. Every backend refuses it through w4a16_args."""
+    ops = quant.w4a16_case(np.random.default_rng(1), M=5, K=192, N=40, GS=3)
+    with pytest.raises(InputError, match="^group_size:"):
+        impl(**ops, group_size=3)
+
+
+def test_no_quant_backend_raises_input_error_itself():
+    """Every accelerated quant entry point validates through the reference's *_args."""
+    from pathlib import Path
+
+    import llmref.accel
+
+    root = Path(llmref.accel.__file__).parent
+    for path in [root / "numba_cpu" / "quant.py", root / "numba_cpu" / "quant_extra.py",
+                 root / "numba_cuda" / "quant.py", root / "numba_cuda" / "quant_extra.py",
+                 root / "cupy" / "quant.py"]:
+        assert "raise InputError" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("impl", [quant_formats.nf4_quantize, fast.nf4_quantize, cuda_quant.nf4_quantize])
+@pytest.mark.parametrize("x,block_size,name", [
+    (np.zeros(0), 64, "x"),
+    (np.ones(96), 64, "x"),
+    (np.ones(64), 3, "block_size"),
+    (np.ones(64), 0, "block_size"),
+    (np.ones((2, 32)), 32, "x"),
+])
+def test_nf4_rejects_bad_input(impl, x, block_size, name):
+    with pytest.raises(InputError, match=f"^{name}:"):
+        impl(x, block_size=block_size)
+
+
+@pytest.mark.parametrize("impl", [quant_formats.gguf_quantize, fast.gguf_quantize])
+@pytest.mark.parametrize("x,fmt,name", [
+    (np.zeros(0), "Q4_0", "x"),
+    (np.ones(48), "Q4_0", "x"),
+    (np.ones(32), "Q5_0", "fmt"),
+    (np.ones((1, 32)), "Q8_0", "x"),
+])
+def test_gguf_rejects_bad_input(impl, x, fmt, name):
+    with pytest.raises(InputError, match=f"^{name}:"):
+        impl(x, fmt=fmt)
+
+
+@pytest.mark.parametrize("impl", [quant.fake_quant, fast.fake_quant])
+@pytest.mark.parametrize("kwargs,name", [
+    ({"scale": 0.0}, "scale"),
+    ({"scale": float("nan")}, "scale"),
+    ({"zero_point": 300}, "zero_point"),
+    ({"zero_point": 0.5}, "zero_point"),
+    ({"quant_min": 5, "quant_max": 5, "zero_point": 5}, "quant_max"),
+])
+def test_fake_quant_rejects_bad_params(impl, kwargs, name):
+    x = RNG.normal(size=6)
+    with pytest.raises(InputError, match=f"^{name}:"):
+        impl(x, x, **kwargs)
+
+
+@pytest.mark.parametrize("impl", [quant.w8a8_matmul, fast.w8a8_matmul])
+@pytest.mark.parametrize("x_q,w_q,x_scale,w_scale,name", [
+    (np.zeros((2, 4), np.int8), np.zeros((3, 5), np.int8), np.ones(2), np.ones(3), "w_q"),
+    (np.zeros((2, 4), np.int8), np.zeros((3, 4), np.int8), np.ones(3), np.ones(3), "x_scale"),
+    (np.full((2, 4), 200, np.int16), np.zeros((3, 4), np.int8), np.ones(2), np.ones(3), "x_q"),  # out of int8
+    (np.zeros((0, 4), np.int8), np.zeros((3, 4), np.int8), np.ones(0), np.ones(3), "x_q"),
+    (np.zeros((2, 0), np.int8), np.zeros((3, 0), np.int8), np.ones(2), np.ones(3), "x_q"),
+    (np.zeros((2, 4), np.int8), np.zeros((0, 4), np.int8), np.ones(2), np.ones(0), "w_q"),
+])
+def test_w8a8_rejects_bad_operands(impl, x_q, w_q, x_scale, w_scale, name):
+    with pytest.raises(InputError, match=f"^{name}:"):
+        impl(x_q, w_q, x_scale, w_scale)
 
 
 def test_packed_buffers_of_the_wrong_length_are_rejected():
@@ -85,17 +181,11 @@ def test_packed_buffers_of_the_wrong_length_are_rejected():
         quant.pack_int4(np.full((2, 4), 16))
 
 
-def test_fake_quant_and_w8a8_reject_bad_arguments():
+def test_fake_quant_rejects_mismatched_gradients():
     x = RNG.normal(size=6)
-    with pytest.raises(InputError, match="^grad_y:"):
-        quant.fake_quant(x, x[:5])
-    with pytest.raises(InputError, match="^zero_point:"):
-        quant.fake_quant(x, x, zero_point=300)
-    xq = np.zeros((2, 4), np.int8)
-    with pytest.raises(InputError, match="^w_q:"):
-        quant.w8a8_matmul(xq, np.zeros((3, 5), np.int8), np.ones(2), np.ones(3))
-    with pytest.raises(InputError, match="^x_scale:"):
-        quant.w8a8_matmul(xq, np.zeros((3, 4), np.int8), np.ones(3), np.ones(3))
+    for impl in (quant.fake_quant, fast.fake_quant):
+        with pytest.raises(InputError, match="^grad_y:"):
+            impl(x, x[:5])
 
 
 # ----------------------------------------------------------------------------- properties
@@ -281,6 +371,30 @@ def test_calibration_rejects_nan_and_bad_arguments():
         calibrate(np.zeros(10))
 
 
+@pytest.mark.parametrize("kwargs,name", [
+    ({"method": "percentile", "num_bins": 0}, "num_bins"),  # was numpy's raw "`bins` must be positive"
+    ({"method": "entropy", "num_bins": -3}, "num_bins"),
+    ({"method": "percentile", "num_bins": 2.5}, "num_bins"),
+    ({"method": "mse", "start_bin": 0}, "start_bin"),
+    ({"method": "mse", "num_bins": 64, "start_bin": 64}, "start_bin"),
+    ({"method": "entropy", "start_bin": "1"}, "start_bin"),
+    ({"method": "percentile", "percentile": "99"}, "percentile"),
+    ({"method": "percentile", "percentile": 0.0}, "percentile"),
+    ({"num_bits": 17}, "num_bits"),
+    ({"unsigned": "no"}, "unsigned"),
+])
+def test_calibration_names_every_bad_param(kwargs, name):
+    with pytest.raises(InputError, match=f"^{name}:"):
+        quant_calib.calibrate(RNG.normal(size=100), **kwargs)
+
+
+def test_entropy_search_over_empty_candidate_ranges_is_defined():
+    """Six samples in 2048 bins: most candidate ranges hold no sample, their Q has no mass and
+    their KL is infinite (once NaN, which np.argmin would have picked)."""
+    amax, scale = quant_calib.calibrate(np.array([0.5, -7.25, 3.0, 1.0, -2.0, 6.5]), "entropy")
+    assert np.isfinite(amax).all() and 0 < amax[0] <= 7.25 and scale[0] == amax[0] / 127
+
+
 def _entropy_amax_as_published(hist, edges, num_bits, unsigned, start_bin):
     """pytorch-quantization's _compute_amax_entropy loop, transcribed (Counter and all)."""
     from collections import Counter
@@ -335,6 +449,8 @@ def test_memory_seed_table_and_bad_plans():
         quant_memory(np.array([128]), np.array([12]))
     with pytest.raises(InputError, match="^group_size:"):
         quant_memory(np.array([100]), np.array([4]))
+    with pytest.raises(InputError, match="^zero_points:"):
+        quant_memory(np.array([128]), np.array([4]), zero_points="yes")
 
 
 @pytest.mark.crosscheck

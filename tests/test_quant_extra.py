@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 from llmref import InputError
 from llmref.accel.numba_cpu import quant_extra as fast
+from llmref.accel.numba_cuda import quant_extra as cuda
 from llmref.ref import quant_extra as ref
 from llmref.ref.quant import unpack_int4
 
@@ -17,7 +18,11 @@ RNG = np.random.default_rng(20261124)
 
 # ----------------------------------------------------------------------------- log2 quantizer
 
-@pytest.mark.parametrize("impl", [ref.log2_quantize, fast.log2_quantize])
+LOG2 = [ref.log2_quantize, fast.log2_quantize, cuda.log2_quantize]
+W8A16 = [ref.w8a16_matmul, fast.w8a16_matmul, cuda.w8a16_matmul]
+
+
+@pytest.mark.parametrize("impl", LOG2)
 @pytest.mark.parametrize("kwargs,name", [
     ({"bits": 1}, "bits"),
     ({"bits": 9}, "bits"),
@@ -29,12 +34,14 @@ def test_log2_rejects_bad_arguments(impl, kwargs, name):
         impl(RNG.normal(size=(3, 8)), **kwargs)
 
 
-@pytest.mark.parametrize("impl", [ref.log2_quantize, fast.log2_quantize])
-def test_log2_rejects_nan(impl):
+@pytest.mark.parametrize("impl", LOG2)
+def test_log2_rejects_nan_and_empty_input(impl):
     x = RNG.normal(size=(3, 8))
     x[0, 1] = np.nan
     with pytest.raises(InputError, match="^x:"):
         impl(x)
+    with pytest.raises(InputError, match="^x:"):
+        impl(np.zeros((0, 4)))
 
 
 @settings(max_examples=60, deadline=None)
@@ -66,12 +73,16 @@ def _w8_operands(m=2, k=16, n=3, groups=2):
             RNG.uniform(0.001, 0.02, size=(n, groups)))
 
 
-@pytest.mark.parametrize("impl", [ref.w8a16_matmul, fast.w8a16_matmul])
+@pytest.mark.parametrize("impl", W8A16)
 @pytest.mark.parametrize("change,name", [
     (lambda x, w, s: (x, w, s, 5), "group_size"),
+    (lambda x, w, s: (x, w, s, -8), "group_size"),
     (lambda x, w, s: (x, w.astype(np.int16), s, 8), "w_q"),
     (lambda x, w, s: (x[:, :8], w, s, 8), "w_q"),
     (lambda x, w, s: (x, w, s[:, :1], 8), "scales"),
+    (lambda x, w, s: (x[:0], w, s, 8), "x"),  # M = 0
+    (lambda x, w, s: (x[:, :0], w[:, :0], s[:, :0], 0), "x"),  # K = 0
+    (lambda x, w, s: (x, w[:0], s[:0], 8), "w_q"),  # N = 0
 ])
 def test_w8a16_rejects_bad_operands(impl, change, name):
     x, w_q, scales, group_size = change(*_w8_operands())

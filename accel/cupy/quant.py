@@ -10,7 +10,7 @@ from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import raw_bits
 from llmref.accel.cupy._module import raw_module
 from llmref.errors import Unsupported
-from llmref.ref.quant import check_w4_operands
+from llmref.ref.quant import w4a16_args
 
 WARPS = 8  # must equal WARPS in w4a16.cu: output columns per block
 _KIND = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
@@ -39,9 +39,10 @@ def _device_operand(a):
 
 
 def w4a16_matmul(x, w_packed, scales, zeros, group_size=128):
+    x, w_packed, scales, zeros = w4a16_args(x, w_packed, scales, zeros, group_size)  # before cupy
     import cupy
 
-    m, k, n, _ = check_w4_operands(x, w_packed, scales, zeros, group_size)
+    (m, k), n = x.shape, w_packed.shape[0]
     if str(x.dtype) not in _KIND:
         raise Unsupported(f"x: the cupy kernels take float32, float16 and bfloat16, not {x.dtype}")
     if group_size % 32:

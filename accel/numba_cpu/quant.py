@@ -1,17 +1,16 @@
 """Quantization kernels as numba.njit loops (references: llmref.ref.quant, llmref.ref.quant_formats).
 
-Layouts and argument checks are shared with the reference (slice_layout, check_* helpers);
-the arithmetic (scales, zero-points, codes, packing, matmuls) runs in the kernels below.
+Layouts and argument checks are the reference's (quantize_linear_args, fake_quant_args,
+gguf_args, nf4_args, w4a16_args, w8a8_args), run before any kernel; the arithmetic (scales,
+zero-points, codes, packing, matmuls) runs in the kernels below.
 """
 import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.errors import InputError
-from llmref.ref.quant import (SCHEMES, TERNARY_THRESHOLD, check_bits, check_w4_operands,
-                              integer_range, slice_layout, w8a8_args)
-from llmref.ref.quant_formats import BLOCK_BYTES, NF4_CODEBOOK, QK, check_format
-from llmref.validate import float_array
+from llmref.ref.quant import (SCHEMES, TERNARY_THRESHOLD, fake_quant_args, integer_range,
+                              quantize_linear_args, w4a16_args, w8a8_args)
+from llmref.ref.quant_formats import BLOCK_BYTES, NF4_CODEBOOK, QK, gguf_args, nf4_args
 
 SYMMETRIC, AFFINE, BINARY, TERNARY = range(4)
 
@@ -64,12 +63,8 @@ def _quantize_slices(x, scheme, signed, bits, qmin, qmax, q, scale, zero, x_hat)
 
 def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="tensor", axis=0,
                     group_size=0):
-    if scheme not in SCHEMES:
-        raise InputError(f"scheme: must be one of {SCHEMES}, got {scheme!r}")
-    low, high = {"binary": (1, 1), "ternary": (2, 2)}.get(scheme, (2, 8))
-    bits = check_bits(bits, low, high)
-    x = float_array("x", x, min_ndim=1)
-    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, group_size)
+    x, bits, (slices, restore_codes, restore_scale) = quantize_linear_args(
+        x, bits, scheme, signed, granularity, axis, group_size)
     slices = widen(slices)  # (S, n)
     qmin, qmax = integer_range(bits, scheme, signed)
     q = np.empty(slices.shape, np.int32)
@@ -94,14 +89,7 @@ def _fake_quant(x, grad_y, scale, zero_point, qmin, qmax, y, grad_x):
 
 
 def fake_quant(x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127):
-    x = float_array("x", x)
-    grad_y = float_array("grad_y", grad_y)
-    if grad_y.shape != x.shape:
-        raise InputError(f"grad_y: has shape {grad_y.shape}, expected the shape of x {x.shape}")
-    if not quant_min < quant_max:
-        raise InputError(f"quant_max: must exceed quant_min, got [{quant_min}, {quant_max}]")
-    if not quant_min <= zero_point <= quant_max:
-        raise InputError(f"zero_point: {zero_point} is outside [{quant_min}, {quant_max}]")
+    x, grad_y = fake_quant_args(x, grad_y, scale, zero_point, quant_min, quant_max)
     xs, gs = widen(x).reshape(-1), widen(grad_y).reshape(-1)
     y, grad_x = np.empty_like(xs), np.empty_like(gs)
     _fake_quant(xs, gs, xs.dtype.type(scale), zero_point, quant_min, quant_max, y, grad_x)
@@ -151,10 +139,7 @@ def _gguf_dequant(codes, fmt, d, m, out):
 
 
 def gguf_quantize(x, fmt="Q4_0"):
-    fmt = check_format(fmt)
-    x = float_array("x", x, ndim=1)
-    if x.size % QK:
-        raise InputError(f"x: length {x.size} is not a multiple of the block size {QK}")
+    x = gguf_args(x, fmt)
     blocks = np.ascontiguousarray(x.astype(np.float32).reshape(-1, QK))  # (B, 32)
     nb, kind = blocks.shape[0], ("Q4_0", "Q4_1", "Q8_0").index(fmt)
     d, m = np.zeros(nb, np.float32), np.zeros(nb, np.float32)
@@ -202,11 +187,7 @@ def _nf4(x, block_size, book, packed, absmax, x_hat):
 
 
 def nf4_quantize(x, block_size=64):
-    x = float_array("x", x, ndim=1)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2 or block_size % 2:
-        raise InputError(f"block_size: must be an even integer >= 2, got {block_size!r}")
-    if x.size % block_size:
-        raise InputError(f"x: length {x.size} is not a multiple of block_size {block_size}")
+    x = nf4_args(x, block_size)
     xs = widen(x)
     packed = np.empty(x.size // 2, np.uint8)
     absmax = np.empty(x.size // block_size, xs.dtype)
@@ -239,11 +220,10 @@ def _w4a16(x, w_packed, scales, zeros, group_size, y):
 
 
 def w4a16_matmul(x, w_packed, scales, zeros, group_size=128):
-    m, k, n, groups = check_w4_operands(x, w_packed, scales, zeros, group_size)
-    xc = widen(x)
-    y = np.empty((m, n), compute_dtype(x.dtype))
-    _w4a16(xc, np.ascontiguousarray(w_packed), widen(np.asarray(scales).astype(x.dtype)),
-           np.ascontiguousarray(zeros), group_size, y)
+    x, w_packed, scales, zeros = w4a16_args(x, w_packed, scales, zeros, group_size)
+    y = np.empty((x.shape[0], w_packed.shape[0]), compute_dtype(x.dtype))
+    _w4a16(widen(x), np.ascontiguousarray(w_packed), widen(scales.astype(x.dtype)),
+           np.ascontiguousarray(zeros), int(group_size), y)
     return y.astype(x.dtype)
 
 

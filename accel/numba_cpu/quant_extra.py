@@ -6,10 +6,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.errors import InputError
-from llmref.ref.quant import check_bits, slice_layout
-from llmref.ref.quant_extra import SQRT_HALF, check_w8_operands, log2_levels
-from llmref.validate import float_array
+from llmref.ref.quant_extra import SQRT_HALF, log2_args, log2_levels, w8a16_args
 
 
 @numba.njit(cache=True)
@@ -37,11 +34,7 @@ def _log2_slices(x, levels, codes, scale, x_hat):
 
 
 def log2_quantize(x, bits=4, granularity="tensor", axis=0):
-    bits = check_bits(bits, 2, 8)
-    x = float_array("x", x, min_ndim=1)
-    if granularity not in ("tensor", "channel"):
-        raise InputError(f"granularity: must be 'tensor' or 'channel', got {granularity!r}")
-    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, 0)
+    x, bits, (slices, restore_codes, restore_scale) = log2_args(x, bits, granularity, axis)
     slices = widen(slices)  # (S, n) in the compute dtype
     codes = np.empty(slices.shape, np.int8)
     x_hat = np.empty_like(slices)
@@ -68,8 +61,7 @@ def _w8a16(x, w_q, scales, g, y):
 
 
 def w8a16_matmul(x, w_q, scales, group_size=0):
-    _, g = check_w8_operands(x, w_q, scales, group_size)
-    x = np.asarray(x)
+    x, w_q, scales, g = w8a16_args(x, w_q, scales, group_size)
     xw = widen(x)  # (M, K) in float32 (float64 for float64 inputs)
     sw = np.ascontiguousarray(np.asarray(scales), dtype=xw.dtype)
     y = np.empty((x.shape[0], w_q.shape[0]), xw.dtype)

@@ -12,11 +12,8 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.errors import InputError
-from llmref.ref.quant import (SCHEMES, TERNARY_THRESHOLD, check_bits, integer_range,
-                              slice_layout)
-from llmref.ref.quant_formats import NF4_CODEBOOK
-from llmref.validate import float_array
+from llmref.ref.quant import SCHEMES, TERNARY_THRESHOLD, integer_range, quantize_linear_args
+from llmref.ref.quant_formats import NF4_CODEBOOK, nf4_args
 
 THREADS = 32 if simulated() else 128
 SYMMETRIC, AFFINE, BINARY, TERNARY = range(4)
@@ -102,12 +99,8 @@ def _fetch(d_buf, shape, what):
 
 def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="tensor", axis=0,
                     group_size=0):
-    if scheme not in SCHEMES:
-        raise InputError(f"scheme: must be one of {SCHEMES}, got {scheme!r}")
-    low, high = {"binary": (1, 1), "ternary": (2, 2)}.get(scheme, (2, 8))
-    bits = check_bits(bits, low, high)
-    x = float_array("x", x, min_ndim=1)
-    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, group_size)
+    x, bits, (slices, restore_codes, restore_scale) = quantize_linear_args(
+        x, bits, scheme, signed, granularity, axis, group_size)
     slices = widen(slices)  # (S, n)
     rows, n = slices.shape
     qmin, qmax = integer_range(bits, scheme, signed)
@@ -162,11 +155,7 @@ def _nf4_pairs(x, block_size, book, absmax, packed, x_hat):
 
 
 def nf4_quantize(x, block_size=64):
-    x = float_array("x", x, ndim=1)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2 or block_size % 2:
-        raise InputError(f"block_size: must be an even integer >= 2, got {block_size!r}")
-    if x.size % block_size:
-        raise InputError(f"x: length {x.size} is not a multiple of block_size {block_size}")
+    x = nf4_args(x, block_size)
     xs = widen(x)
     nb, half = x.size // block_size, x.size // 2
     d_x = cuda.to_device(xs)

@@ -13,10 +13,7 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.errors import InputError
-from llmref.ref.quant import check_bits, slice_layout
-from llmref.ref.quant_extra import SQRT_HALF, check_w8_operands, log2_levels
-from llmref.validate import float_array
+from llmref.ref.quant_extra import SQRT_HALF, log2_args, log2_levels, w8a16_args
 
 THREADS = 32 if simulated() else 128
 TILE = 8 if simulated() else 16
@@ -76,11 +73,7 @@ def _fetch(d_buf, shape, what):
 
 
 def log2_quantize(x, bits=4, granularity="tensor", axis=0):
-    bits = check_bits(bits, 2, 8)
-    x = float_array("x", x, min_ndim=1)
-    if granularity not in ("tensor", "channel"):
-        raise InputError(f"granularity: must be 'tensor' or 'channel', got {granularity!r}")
-    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, 0)
+    x, bits, (slices, restore_codes, restore_scale) = log2_args(x, bits, granularity, axis)
     slices = widen(slices)  # (S, n) in the compute dtype
     rows, n = slices.shape
     d_x = cuda.to_device(slices)
@@ -112,8 +105,7 @@ def _w8a16(x, w_q, scales, g, y):
 
 
 def w8a16_matmul(x, w_q, scales, group_size=0):
-    _, g = check_w8_operands(x, w_q, scales, group_size)
-    x = np.asarray(x)
+    x, w_q, scales, g = w8a16_args(x, w_q, scales, group_size)
     xw = widen(x)  # (M, K) in float32 (float64 for float64 inputs)
     sw = np.ascontiguousarray(np.asarray(scales), dtype=xw.dtype)
     shape = (x.shape[0], w_q.shape[0])

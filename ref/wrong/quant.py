@@ -1,13 +1,17 @@
 """Wrong quantization variants seen in the wild; each must fail its audit."""
 import numpy as np
 
+from llmref.dtypes import round_to
 from llmref.ref import quant, quant_formats
 from llmref.ref.quant import dequantize_linear, integer_range, slice_layout
 
 
 def _linear(x, bits, scheme, signed, granularity, axis, group_size, params, rounding=np.rint,
             qrange=None):
-    """quantize_linear with its qparams, rounding or range swapped by the caller."""
+    """quantize_linear with its qparams, rounding or range swapped by the caller (symmetric and
+    affine; binary and ternary, which round nothing, are the reference's)."""
+    if scheme in ("binary", "ternary"):
+        return quant.quantize_linear(x, bits, scheme, signed, granularity, axis, group_size)
     x = np.asarray(x)
     slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, group_size)
     qmin, qmax = qrange or integer_range(bits, scheme, signed)
@@ -35,6 +39,24 @@ def quantize_round_half_away(x, bits=8, scheme="symmetric", signed=True, granula
     return _linear(x, bits, scheme, signed, granularity, axis, group_size, params, _roundf)
 
 
+def quantize_zero_point_before_rounding(x, bits=8, scheme="symmetric", signed=True,
+                                        granularity="tensor", axis=0, group_size=0):
+    """q = clamp(round_half_even(x / S + Z)): Z added before rounding (torch.quantize_per_tensor's
+    fbgemm kernel), which moves exact ties to the other neighbour when Z is odd."""
+    if scheme in ("binary", "ternary"):
+        return quant.quantize_linear(x, bits, scheme, signed, granularity, axis, group_size)
+    x = np.asarray(x)
+    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, group_size)
+    qmin, qmax = integer_range(bits, scheme, signed)
+    scale, zero = quant.linear_params(slices, bits, scheme, signed)
+    shifted = slices / scale[:, None] + zero[:, None].astype(x.dtype)
+    q = np.clip(np.rint(shifted).astype(np.int64), qmin, qmax)
+    q = restore_codes(q).astype(np.int32)
+    scale = restore_scale(scale).astype(x.dtype)
+    zero = restore_scale(zero).astype(np.int32)
+    return q, scale, zero, dequantize_linear(q, scale, zero, granularity, axis, group_size)
+
+
 def quantize_zero_point_unclamped(x, bits=8, scheme="symmetric", signed=True, granularity="tensor",
                                   axis=0, group_size=0):
     """Z = qmin - round(min / S) used as is, even outside [qmin, qmax]."""
@@ -60,12 +82,40 @@ def quantize_full_signed_range(x, bits=8, scheme="symmetric", signed=True, granu
     return _linear(x, bits, scheme, signed, granularity, axis, group_size, params, qrange=qrange)
 
 
+def quantize_ternary_inclusive(x, bits=8, scheme="symmetric", signed=True, granularity="tensor",
+                               axis=0, group_size=0):
+    """Ternary codes where |x| >= delta (the threshold itself kept) instead of |x| > delta."""
+    if scheme != "ternary":
+        return quant.quantize_linear(x, bits, scheme, signed, granularity, axis, group_size)
+    x = np.asarray(x)
+    slices, restore_codes, restore_scale = slice_layout(x, granularity, axis, group_size)
+    delta = quant.ternary_threshold(slices)
+    big = np.abs(slices) >= delta[:, None]
+    q = np.where(big, np.where(slices < 0, -1, 1), 0)
+    count = big.sum(axis=1)
+    scale = np.where(count == 0, 1.0, np.where(big, np.abs(slices), 0).sum(axis=1) / np.maximum(count, 1))
+    q = restore_codes(q).astype(np.int32)
+    scale = restore_scale(scale).astype(x.dtype)
+    zero = np.zeros(scale.shape, np.int32)
+    return q, scale, zero, dequantize_linear(q, scale, zero, granularity, axis, group_size)
+
+
 def quantize_channel_axis_ignored(x, bits=8, scheme="symmetric", signed=True, granularity="tensor",
                                   axis=0, group_size=0):
     """Per-channel scales always per row (axis 0)."""
     if granularity == "channel":
         axis = 0
     return quant.quantize_linear(x, bits, scheme, signed, granularity, axis, group_size)
+
+
+def fake_quant_round_half_away(x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127):
+    """C roundf (half away from zero) for x / S: 0.5 -> 1, -2.5 -> -3, 127.5 -> 128."""
+    x, grad_y = np.asarray(x), np.asarray(grad_y)
+    s = x.dtype.type(scale)
+    code = _roundf(x / s) + x.dtype.type(zero_point)
+    inside = (code >= quant_min) & (code <= quant_max)
+    y = (np.clip(code, quant_min, quant_max) - x.dtype.type(zero_point)) * s
+    return y.astype(x.dtype), np.where(inside, grad_y, 0).astype(x.dtype)
 
 
 def fake_quant_unmasked_ste(x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127):
@@ -100,17 +150,40 @@ def _adjacent_dequantize(blocks):
     return ((q - 8) * d).reshape(-1)
 
 
+def _gguf_with(x, fmt, codes):
+    """gguf_quantize with the codes of the float32 blocks computed by `codes(blocks, d, m, id)`."""
+    x = np.asarray(x)
+    blocks = round_to(x, "float32").reshape(-1, 32)
+    d, m, _, _, _ = quant_formats.gguf_decisions(blocks, fmt)
+    q = codes(blocks, d, m, quant_formats.reciprocal(d)[:, None])
+    packed = quant_formats.pack_gguf(fmt, d, m, q)
+    return packed, quant_formats.dequantize_gguf(packed, fmt).astype(x.dtype)
+
+
 def gguf_round_half_even(x, fmt="Q4_0"):
     """Q8_0 with np.rint (half to even) where ggml uses roundf (half away from zero)."""
     if fmt != "Q8_0":
         return quant_formats.gguf_quantize(x, fmt)
-    x = np.asarray(x)
-    blocks = x.astype(np.float32).reshape(-1, 32)
-    d = np.abs(blocks).max(axis=1) / np.float32(127)
-    inv = np.where(d == 0, np.float32(0), np.float32(1) / np.where(d == 0, 1, d))
-    q = np.rint(blocks * inv[:, None]).astype(np.int8)
-    packed = np.concatenate([quant_formats.fp16_bytes(d), q.view(np.uint8)], axis=1)
-    return packed, quant_formats.dequantize_gguf(packed, "Q8_0").astype(x.dtype)
+    return _gguf_with(x, fmt, lambda b, d, m, inv: np.rint(b * inv).astype(np.int64))
+
+
+def gguf_q4_round_half_away(x, fmt="Q4_0"):
+    """Q4_0 as clamp(roundf(x * id) + 8, 0, 15): half away from zero, where ggml's truncation of
+    x * id + 8.5 rounds ties up."""
+    if fmt != "Q4_0":
+        return quant_formats.gguf_quantize(x, fmt)
+    return _gguf_with(x, fmt, lambda b, d, m, inv: np.clip(
+        quant_formats.roundf(b * inv).astype(np.int64) + 8, 0, 15))
+
+
+def gguf_q4_round_half_even(x, fmt="Q4_0"):
+    """Q4_0 / Q4_1 codes by np.rint: clamp(rint(x * id) + 8) and clamp(rint((x - min) * id))."""
+    if fmt == "Q4_0":
+        return _gguf_with(x, fmt, lambda b, d, m, inv: np.clip(np.rint(b * inv).astype(np.int64) + 8, 0, 15))
+    if fmt == "Q4_1":
+        return _gguf_with(x, fmt, lambda b, d, m, inv: np.clip(
+            np.rint((b - m[:, None]) * inv).astype(np.int64), 0, 15))
+    return quant_formats.gguf_quantize(x, fmt)
 
 
 def nf4_perturbed_codebook(x, block_size=64):
@@ -121,6 +194,19 @@ def nf4_perturbed_codebook(x, block_size=64):
         return quant_formats.nf4_quantize(x, block_size)
     finally:
         quant_formats.NF4_CODEBOOK[:] = saved
+
+
+def nf4_ties_to_upper(x, block_size=64):
+    """NF4 with exact midpoints sent to the upper code: the nearest code by argmin over the
+    codebook reversed (the last minimum in index order)."""
+    x = np.asarray(x)
+    blocks = x.reshape(-1, block_size)
+    absmax = np.abs(blocks).max(axis=1)
+    scaled = blocks / np.where(absmax == 0, x.dtype.type(1), absmax)[:, None]
+    book = quant_formats.NF4_CODEBOOK.astype(x.dtype)
+    codes = 15 - np.abs(scaled[..., None] - book[::-1]).argmin(axis=-1)
+    x_hat = (book[codes] * absmax[:, None]).reshape(-1)
+    return quant_formats.pack_nf4(codes), absmax, x_hat.astype(x.dtype)
 
 
 def nf4_low_nibble_first(x, block_size=64):
@@ -217,23 +303,52 @@ def memory_unpacked_zeros(numel, bits, group_size=128, zero_points=True):
     return data, scales, zeros, data + scales + zeros, estimate
 
 
-def fp8_unscaled(x, fmt="e4m3"):
-    """x cast to FP8 with scale 1 (saturating: ml_dtypes turns overflow into NaN, clip first)."""
-    import ml_dtypes
+def _fp8_scaled(x, fmt, fmax, rounding):
+    """fp8_quantize with the FP8 max `fmax` and the rounding `rounding(v) -> bits` swapped."""
+    x = np.asarray(x)
+    amax = np.abs(x).max()
+    scale = amax / x.dtype.type(fmax) if amax > 0 else x.dtype.type(1)
+    bits = rounding((x / scale).astype(np.float64))
+    x_hat = quant_formats.fp8_value(bits, fmt).astype(x.dtype) * scale
+    return np.array([scale], dtype=x.dtype), bits, x_hat.astype(x.dtype)
 
-    dt = quant_formats.fp8_dtype(fmt)
-    fmax = float(ml_dtypes.finfo(dt).max)
-    code = np.clip(x, -fmax, fmax).astype(dt)
-    return np.array([1.0], dtype=x.dtype), code.view(np.uint8), code.astype(x.dtype)
+
+def fp8_unscaled(x, fmt="e4m3"):
+    """x cast to FP8 with scale 1, saturating out-of-range values at +-F."""
+    x = np.asarray(x)
+    fmax = quant_formats.fp8_max(fmt)
+    bits = quant_formats.fp8_round(np.clip(x.astype(np.float64), -fmax, fmax), fmt)
+    return np.array([1.0], dtype=x.dtype), bits, quant_formats.fp8_value(bits, fmt).astype(x.dtype)
 
 
 def fp8_fnuz_max(x, fmt="e4m3"):
     """e4m3 scaled to 240 (e4m3fnuz's max) instead of 448."""
-    dt = quant_formats.fp8_dtype(fmt)
-    amax = np.abs(x).max()
-    scale = amax / 240.0 if amax > 0 else 1.0
-    code = (x / scale).astype(dt)
-    return np.array([scale], dtype=x.dtype), code.view(np.uint8), (code.astype(x.dtype) * scale)
+    fmax = 240.0 if fmt == "e4m3" else quant_formats.fp8_max(fmt)
+    return _fp8_scaled(x, fmt, fmax, lambda v: quant_formats.fp8_round(v, fmt))
+
+
+def fp8_round_half_away(x, fmt="e4m3"):
+    """Midpoints between two FP8 values rounded away from zero."""
+    def rounding(v):
+        bits = quant_formats.fp8_round(v, fmt)
+        value = quant_formats.fp8_value(bits, fmt)
+        toward_zero = np.abs(value) < np.abs(v)  # v sits above |value|: the upper neighbour
+        upper = quant_formats.fp8_round(np.nextafter(v, np.copysign(np.inf, v)), fmt)
+        mid = (quant_formats.fp8_value(upper, fmt) + value) / 2
+        return np.where(toward_zero & (v == mid), upper, bits).astype(np.uint8)
+    return _fp8_scaled(x, fmt, quant_formats.fp8_max(fmt), rounding)
+
+
+def fp8_through_float32(x, fmt="e4m3"):
+    """float64 -> float32 -> FP8: two roundings."""
+    return _fp8_scaled(x, fmt, quant_formats.fp8_max(fmt),
+                       lambda v: quant_formats.fp8_round(round_to(v, "float32").astype(np.float64), fmt))
+
+
+def fp8_through_float16(x, fmt="e4m3"):
+    """-> float16 -> FP8: two roundings (x.half().to(torch.float8_e4m3fn))."""
+    return _fp8_scaled(x, fmt, quant_formats.fp8_max(fmt),
+                       lambda v: quant_formats.fp8_round(round_to(v, "float16").astype(np.float64), fmt))
 
 
 def layouts_gptq_true_zeros(q, zeros):
