@@ -184,8 +184,10 @@ def _param_perturbations(declared, value):
     if declared["type"] == "bool":
         return [not value]
     if declared["type"] == "int":
-        return [value + 1, value - 1, 2 * value, value + 7, 1, 0]
-    return [1.5 * value + 0.25, 0.5 * value, value + 1.0, value - 0.5]
+        candidates = [value + 1, value - 1, 2 * value, value + 7, 1, 0]
+    else:
+        candidates = [1.5 * value + 0.25, 0.5 * value, value + 1.0, value - 0.5]
+    return [v for v in dict.fromkeys(candidates) if v != value]
 
 
 def _outputs_equal(a: dict, b: dict) -> bool:
