@@ -6,11 +6,13 @@ and the result is rounded once back to the input dtype).
 """
 import numpy as np
 
-from llmref.validate import is_float_dtype
+from llmref.dtypes import accumulation_dtype, is_float_dtype
 
 
 def compute_dtype(dtype) -> np.dtype:
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+    """float64 for float64 inputs, float32 for float32, float16 and bfloat16 (every spec's
+    accumulation convention, llmref.dtypes.accumulation_dtype)."""
+    return np.dtype(accumulation_dtype(str(np.dtype(dtype))))
 
 
 def rows_along(x: np.ndarray, axis: int):

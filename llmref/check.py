@@ -42,6 +42,15 @@ def simulator_cases(spec):
     return keep
 
 
+def backend_plan(spec, backend, dtypes=None, cases=None):
+    """(dtypes, case ids or None for all) a backend runs: everything it declares, except that
+    numba-cuda under the simulator runs float32 on the cases small enough to simulate."""
+    run_dtypes = [d for d in spec.accel[backend]["dtypes"] if not dtypes or d in dtypes]
+    if backend == "numba-cuda" and simulated():
+        return [d for d in run_dtypes if d in SIMULATOR_DTYPES], cases or simulator_cases(spec)
+    return run_dtypes, cases
+
+
 def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smoke",
               progress=None, jobs=1, executor="process"):
     """One Cell per (component, backend, dtype), in that order; the cells that run are audits
@@ -56,15 +65,11 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
             if not ok:
                 cells.append(Cell(spec.id, backend, "*", "unavailable", note))
                 continue
-            selected, run_dtypes = cases, dtypes
-            if backend == "numba-cuda" and simulated():
-                selected = cases or simulator_cases(spec)
-                run_dtypes = dtypes or SIMULATOR_DTYPES
-            for dtype in spec.accel[backend]["dtypes"]:
-                if not run_dtypes or dtype in run_dtypes:
-                    tasks.append({"component": spec.id, "backend": backend, "dtype": dtype,
-                                  "cases": selected, "tier": tier})
-                    cells.append(tasks[-1])
+            run_dtypes, selected = backend_plan(spec, backend, dtypes, cases)
+            for dtype in run_dtypes:
+                tasks.append({"component": spec.id, "backend": backend, "dtype": dtype,
+                              "cases": selected, "tier": tier})
+                cells.append(tasks[-1])
     reports = iter(run_tasks(check_cell_task, tasks, jobs, executor, progress))
     return [c if isinstance(c, Cell) else _cell(c, Report.from_dict(next(reports))) for c in cells]
 

@@ -72,6 +72,17 @@ def same_size(name, size, expected, what):
         raise InputError(f"{name}: has size {size} but {what} is {expected}")
 
 
+def integer(name, value, *, low=None, high=None) -> int:
+    """Require a Python or NumPy integer (not a bool) in [low, high] when bounds are given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name}: expected an integer, got {value!r}")
+    if low is not None and value < low:
+        raise InputError(f"{name}: must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise InputError(f"{name}: must be <= {high}, got {value}")
+    return int(value)
+
+
 def positive(name, value, *, allow_zero=False):
     """Require a finite number > 0 (or >= 0)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

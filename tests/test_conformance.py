@@ -11,7 +11,7 @@ import pytest
 import llmref
 from llmref.backends import availability, implementation
 from llmref.cases import GENERATOR_VERSION, call_with
-from llmref.check import SIMULATOR_DTYPES, simulator_cases
+from llmref.check import backend_plan
 from llmref.dtypes import is_float_dtype, round_to
 from llmref.paths import golden_dir
 from llmref.selftest import audit_variant, run_mutants
@@ -151,18 +151,13 @@ def _backend_params(*backends):
 @pytest.mark.parametrize("component,backend", _backend_params("numba-cpu", "numba-cuda", "cupy"))
 def test_backend_matches_goldens(component, backend):
     """Every dtype the backend declares; under the CUDA simulator, numba-cuda runs float32 on
-    the small cases only (the kernels see float16/bfloat16 inputs widened to float32)."""
-    from llmref.backends import simulated
-
+    the small cases only (llmref.check.backend_plan: the policy `llmref check` follows)."""
     ok, why = availability(backend)
     if not ok:
         pytest.skip(f"{backend} unavailable: {why}")
     spec = load_spec(component)
     fn = implementation(spec, backend)
-    dtypes, cases = spec.accel[backend]["dtypes"], None
-    if backend == "numba-cuda" and simulated():
-        dtypes = [d for d in dtypes if d in SIMULATOR_DTYPES]
-        cases = simulator_cases(spec)
+    dtypes, cases = backend_plan(spec, backend)
     for dtype in dtypes:
         report = llmref.audit(spec, fn, cases=cases, dtype=dtype, label=backend)
         assert report.passed, (dtype, [(r.case, r.detail) for r in report.failures()])
