@@ -80,10 +80,28 @@ def ranks_from_merges(merges) -> dict:
 
 
 def special_ids(ranks: dict, special_tokens) -> dict:
-    """{special text: id}, ids following the vocabulary in the given order."""
+    """{special text: id}, ids following the vocabulary in the given order (or a given
+    {text: id} mapping). Names are distinct, non-empty strings."""
+    if not isinstance(special_tokens, (list, tuple, dict)):
+        raise InputError(f"special_tokens: expected a list of names, got {special_tokens!r}")
+    names = list(special_tokens)
+    for k, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise InputError(f"special_tokens: entry {k} is {name!r}, not a non-empty string")
+        if name in names[:k]:
+            raise InputError(f"special_tokens: {name!r} is listed twice")
     if isinstance(special_tokens, dict):
         return dict(special_tokens)
-    return {name: len(ranks) + i for i, name in enumerate(special_tokens)}
+    return {name: len(ranks) + i for i, name in enumerate(names)}
+
+
+def byte_level(ranks: dict) -> dict:
+    """`ranks` itself, after checking that every single byte is a token (byte-level BPE
+    encodes any text only then)."""
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise InputError(f"ranks: byte {missing[0]:#04x} is not a token; byte-level BPE needs all 256")
+    return ranks
 
 
 def load_tiktoken(path) -> dict:
@@ -155,12 +173,17 @@ def merges_from_ranks(ranks: dict) -> list:
 # Encoding
 
 
-def split_pieces(text: str, pattern: str = "cl100k") -> list:
-    """The regex pre-tokenisation: the matches of the pattern, in order, covering `text`."""
-    if pattern not in PATTERNS:
+def pattern_regex(pattern: str) -> str:
+    """The regular expression of a named pre-tokenisation pattern."""
+    if not isinstance(pattern, str) or pattern not in PATTERNS:
         raise InputError(f"pattern: unknown pre-tokenisation pattern {pattern!r} "
                          f"(known: {sorted(PATTERNS)})")
-    return regex.findall(PATTERNS[pattern], text)
+    return PATTERNS[pattern]
+
+
+def split_pieces(text: str, pattern: str = "cl100k") -> list:
+    """The regex pre-tokenisation: the matches of the pattern, in order, covering `text`."""
+    return regex.findall(pattern_regex(pattern), text)
 
 
 def merge_piece(piece: bytes, ranks: dict) -> list:
@@ -187,21 +210,29 @@ def encode_ordinary(text: str, ranks: dict, pattern: str = "cl100k") -> list:
     return [i for piece in split_pieces(text, pattern) for i in merge_piece(piece.encode("utf-8"), ranks)]
 
 
-def encode(text: str, ranks: dict, special: dict, pattern: str = "cl100k",
-           allowed_special=(), disallowed_special="all") -> list:
-    """tiktoken's `Encoding.encode`: `allowed_special` ('all' or names) become their ids;
-    text containing a `disallowed_special` name ('all' = every special not allowed) is an
-    error; any other special text is encoded as ordinary text."""
+def special_sets(text: str, special: dict, allowed_special=(), disallowed_special="all") -> tuple:
+    """(allowed, disallowed) name sets of tiktoken's `Encoding.encode` ('all' allowed = every
+    special; 'all' disallowed = every special not allowed), after checking that each name is
+    a special token and that `text` contains no disallowed one."""
     allowed = set(special) if allowed_special == "all" else set(allowed_special)
     disallowed = set(special) - allowed if disallowed_special == "all" else set(disallowed_special)
     for arg, names in (("allowed_special", allowed), ("disallowed_special", disallowed)):
-        for name in sorted(set(names) - set(special)):
+        for name in sorted(set(names) - set(special), key=repr):
             raise InputError(f"{arg}: {name!r} is not a special token of this vocabulary")
     for name in sorted(disallowed):
         if name in text:
             raise InputError(f"text: contains the disallowed special token {name!r}; pass it in "
                              f"allowed_special to encode it as a token, or remove it from "
                              f"disallowed_special to encode it as text")
+    return allowed, disallowed
+
+
+def encode(text: str, ranks: dict, special: dict, pattern: str = "cl100k",
+           allowed_special=(), disallowed_special="all") -> list:
+    """tiktoken's `Encoding.encode`: `allowed_special` ('all' or names) become their ids;
+    text containing a `disallowed_special` name ('all' = every special not allowed) is an
+    error; any other special text is encoded as ordinary text."""
+    allowed, _ = special_sets(text, special, allowed_special, disallowed_special)
     if not allowed:
         return encode_ordinary(text, ranks, pattern)
     # Longest names first so a special that is a prefix of another cannot shadow it.
@@ -237,14 +268,27 @@ def _disallowed(value):
     return "all" if list(value) == ["all"] else list(value)
 
 
+def bpe_encode_args(text, merges, pattern, special_tokens, allowed_special, disallowed_special):
+    """Validated (text, ranks, special, allowed, disallowed) of bpe_encode: text as str, the
+    vocabulary built from merges, the special ids, and the allowed / disallowed name sets
+    (text holding a disallowed name is an error); every backend checks through this."""
+    text = as_text("text", text)
+    pattern_regex(pattern)
+    ranks = ranks_from_merges(merges)
+    special = special_ids(ranks, special_tokens)
+    for name, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{name}: expected a list of special token names, got {value!r}")
+    allowed, disallowed = special_sets(text, special, allowed_special, _disallowed(disallowed_special))
+    return text, ranks, special, allowed, disallowed
+
+
 def bpe_encode(text, merges, pattern="cl100k", special_tokens=(), allowed_special=(),
                disallowed_special=("all",)):
     """ids = encode(text) under the vocabulary built from `merges` (spec entry point)."""
-    text = as_text("text", text)
-    ranks = ranks_from_merges(merges)
-    special = special_ids(ranks, special_tokens)
-    ids = encode(text, ranks, special, pattern, allowed_special, _disallowed(disallowed_special))
-    return np.asarray(ids, dtype=np.int64)
+    text, ranks, special, allowed, disallowed = bpe_encode_args(
+        text, merges, pattern, special_tokens, allowed_special, disallowed_special)
+    return np.asarray(encode(text, ranks, special, pattern, allowed, disallowed), dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------

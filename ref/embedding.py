@@ -26,6 +26,8 @@ def embedding_args(ids, weight, normalizer):
     """Validated (ids, weight, c) of embedding; every backend checks through this."""
     weight = float_array("weight", weight, ndim=2)
     ids = int_array("ids", ids, low=0, high=weight.shape[0])
+    if not isinstance(normalizer, str):
+        raise InputError(f"normalizer: expected 'none' or a dtype name, got {normalizer!r}")
     scale = 1.0 if normalizer == "none" else embedding_normalizer(weight.shape[1], normalizer)
     return ids, weight, scale
 

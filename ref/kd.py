@@ -17,6 +17,7 @@ from llmref.errors import InputError
 from llmref.validate import float_array, int_array, positive, same_size
 
 KINDS = ("hinton", "forward_kl", "reverse_kl", "jsd")
+ATTENTION_KINDS = ("mse", "kl")
 
 
 def log_softmax_rows(x):
@@ -90,15 +91,26 @@ def valid_tokens(labels, mask, ignore_index):
     return mask & (labels != ignore_index)
 
 
-def check_kd_args(student_logits, teacher_logits, labels, mask, kind, temperature, alpha, beta,
-                  ignore_index):
-    """Validate and return (z_s, z_t, labels, mask) with the leading dims as given."""
+def _fraction(name, value):
+    """A number in [0, 1]."""
+    positive(name, value, allow_zero=True)
+    if value > 1:
+        raise InputError(f"{name}: must lie in [0, 1], got {value!r}")
+    return value
+
+
+def kd_loss_args(student_logits, teacher_logits, labels, mask, kind, temperature, alpha, beta,
+                 ignore_index):
+    """Validated (z_s, z_t, labels, mask) of kd_loss with the leading dims as given; every
+    backend checks through this."""
     z_s = float_array("student_logits", student_logits, min_ndim=2)
     z_t = float_array("teacher_logits", teacher_logits, min_ndim=2)
     if z_t.shape != z_s.shape:
         raise InputError(f"teacher_logits: shape {z_t.shape} differs from student_logits {z_s.shape}")
     z_t = z_t.astype(z_s.dtype)
     lead, vocab = z_s.shape[:-1], z_s.shape[-1]
+    if vocab == 0:
+        raise InputError("student_logits: has no classes (V = 0); a distribution needs one")
     labels = int_array("labels", labels)
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
@@ -109,10 +121,10 @@ def check_kd_args(student_logits, teacher_logits, labels, mask, kind, temperatur
     if kind not in KINDS:
         raise InputError(f"kind: must be one of {KINDS}, got {kind!r}")
     positive("temperature", temperature)
-    if not 0 <= alpha <= 1:
-        raise InputError(f"alpha: must lie in [0, 1], got {alpha!r}")
-    if not 0 <= beta <= 1:
-        raise InputError(f"beta: must lie in [0, 1], got {beta!r}")
+    _fraction("alpha", alpha)
+    _fraction("beta", beta)
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+        raise InputError(f"ignore_index: expected an integer, got {ignore_index!r}")
     valid = valid_tokens(labels, mask, ignore_index)
     bad = valid & ((labels < 0) | (labels >= vocab))
     if bad.any():
@@ -133,8 +145,8 @@ def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", tempera
     reverse_kl KL(q||p), jsd (generalized JSD with beta); the divergences compare the
     softened distributions and, as in TRL, carry no T^2 factor.
     """
-    z_s, z_t, labels, mask = check_kd_args(student_logits, teacher_logits, labels, mask, kind,
-                                           temperature, alpha, beta, ignore_index)
+    z_s, z_t, labels, mask = kd_loss_args(student_logits, teacher_logits, labels, mask, kind,
+                                          temperature, alpha, beta, ignore_index)
     vocab = z_s.shape[-1]
     valid = valid_tokens(labels, mask, ignore_index).reshape(-1)  # (N,)
     zs = z_s.reshape(-1, vocab)[valid]  # (n_valid, V)
@@ -158,9 +170,12 @@ def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", tempera
             "grad": grad.reshape(z_s.shape)}
 
 
-def check_feature_args(student_features, teacher_features, projection):
-    """(h_s, h_t, W) in the student's dtype after rank, value and width checks."""
+def kd_feature_args(student_features, teacher_features, projection):
+    """Validated (h_s, h_t, W) of kd_feature, in the student's dtype: rank, values, widths,
+    and at least one row (the loss is a mean over rows); every backend checks through this."""
     h_s = float_array("student_features", student_features, ndim=2)
+    if h_s.shape[0] == 0:
+        raise InputError("student_features: has no rows (N = 0); the loss is a mean over rows")
     h_t = float_array("teacher_features", teacher_features, ndim=2).astype(h_s.dtype)
     w = float_array("projection", projection, ndim=2).astype(h_s.dtype)
     same_size("teacher_features", h_t.shape[0], h_s.shape[0], "the number of student rows")
@@ -174,7 +189,7 @@ def kd_feature(student_features, teacher_features, projection):
 
     r_i = W h_s,i - h_t,i;  dL/dh_s = W^T r / N;  dL/dW = r^T h_s / N.
     """
-    h_s, h_t, w = check_feature_args(student_features, teacher_features, projection)
+    h_s, h_t, w = kd_feature_args(student_features, teacher_features, projection)
     n = h_s.dtype.type(h_s.shape[0])
     residual = h_s @ w.T - h_t  # (N, Dt)
     loss = (residual * residual).sum() / (2 * n)
@@ -183,9 +198,14 @@ def kd_feature(student_features, teacher_features, projection):
             "grad_projection": residual.T @ h_s / n}  # (Dt, Ds)
 
 
-def check_attention_args(student_attention, teacher_attention, kind):
-    """(A_s, A_t) in the student's dtype after shape, sign, kind and KL-support checks."""
+def kd_attention_args(student_attention, teacher_attention, kind):
+    """Validated (A_s, A_t) of kd_attention, in the student's dtype: shape, sign, kind and KL
+    support, and no empty axis (a map row of length 0 is no distribution, and the loss is a
+    mean over rows); every backend checks through this."""
     a_s = float_array("student_attention", student_attention, ndim=4)
+    if a_s.size == 0:
+        raise InputError(f"student_attention: is empty (shape {a_s.shape}); the loss is a mean "
+                         "over map rows")
     a_t = float_array("teacher_attention", teacher_attention, ndim=4).astype(a_s.dtype)
     if a_t.shape != a_s.shape:
         raise InputError(f"teacher_attention: shape {a_t.shape} differs from student_attention {a_s.shape}")
@@ -193,8 +213,8 @@ def check_attention_args(student_attention, teacher_attention, kind):
         raise InputError("student_attention: attention maps must be non-negative")
     if (a_t < 0).any():
         raise InputError("teacher_attention: attention maps must be non-negative")
-    if kind not in ("mse", "kl"):
-        raise InputError(f"kind: must be 'mse' or 'kl', got {kind!r}")
+    if kind not in ATTENTION_KINDS:
+        raise InputError(f"kind: must be one of {ATTENTION_KINDS}, got {kind!r}")
     if kind == "kl" and ((a_s == 0) & (a_t > 0)).any():
         raise InputError("student_attention: is 0 where the teacher's is > 0 (KL is infinite)")
     return a_s, a_t
@@ -207,7 +227,7 @@ def kd_attention(student_attention, teacher_attention, kind="mse"):
     kl:  L = 1/(B H Lq) sum_rows KL(A_t || A_s),    dL/dA_s = -A_t / A_s / (B H Lq)
          (MiniLM-style; A_t = 0 contributes 0; A_s must be > 0 where A_t > 0)
     """
-    a_s, a_t = check_attention_args(student_attention, teacher_attention, kind)
+    a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind)
     if kind == "mse":
         diff = a_s - a_t
         n = a_s.dtype.type(a_s.size)

@@ -111,37 +111,102 @@ def z_loss(logits):
     return np.mean(lse * lse)
 
 
-def check_router_args(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
-                      capacity_factor):
-    logits = float_array("logits", logits, ndim=2)
-    n_experts = logits.shape[1]
-    bias = float_array("bias", bias, ndim=1).astype(logits.dtype)
-    if bias.shape[0] != n_experts:
-        raise InputError(f"bias: has {bias.shape[0]} entries but there are {n_experts} experts")
+def _integer(name, value, low, high=None):
+    """An int (not a bool, not a float) in [low, high]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name}: expected an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        where = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise InputError(f"{name}: must lie in {where}, got {value}")
+    return int(value)
+
+
+def _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling_factor,
+                   capacity_factor):
+    """The routing params checked against E = n_experts."""
     if method not in METHODS:
         raise InputError(f"method: must be one of {METHODS}, got {method!r}")
-    if not 1 <= top_k <= n_experts:
-        raise InputError(f"top_k: must lie in [1, {n_experts}] (the number of experts), got {top_k}")
-    if n_group < 1 or n_experts % n_group:
+    if n_experts < 1:
+        raise InputError("top_k: there are no experts to choose from (E = 0)")
+    _integer("top_k", top_k, 1, n_experts)
+    _integer("n_group", n_group, 1)
+    if n_experts % n_group:
         raise InputError(f"n_group: must divide the number of experts {n_experts}, got {n_group}")
+    _integer("topk_group", topk_group, 1)
     if n_group > 1:
-        if not 1 <= topk_group <= n_group:
-            raise InputError(f"topk_group: must lie in [1, {n_group}], got {topk_group}")
+        _integer("topk_group", topk_group, 1, n_group)
         if topk_group * (n_experts // n_group) < top_k:
             raise InputError(f"topk_group: {topk_group} groups hold fewer than top_k={top_k} experts")
         if method == "deepseek_v3" and n_experts // n_group < 2:
             raise InputError("n_group: DeepSeek-V3 group scores need >= 2 experts per group")
     positive("routed_scaling_factor", routed_scaling_factor)
     positive("capacity_factor", capacity_factor, allow_zero=True)
+
+
+def _shaped(name, value, shape, dtype):
+    """A float array of exactly `shape`, in `dtype`."""
+    arr = float_array(name, value, ndim=len(shape)).astype(dtype)
+    if arr.shape != shape:
+        raise InputError(f"{name}: shape {arr.shape}, expected {shape}")
+    return arr
+
+
+def moe_router_args(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
+                    capacity_factor):
+    """Validated (logits (T, E), bias (E,)) of moe_router, bias in the logits' dtype; every
+    backend checks through this. T >= 1: the losses are means over the tokens."""
+    logits = float_array("logits", logits, ndim=2)
+    tokens, n_experts = logits.shape
+    if tokens == 0:
+        raise InputError("logits: has no tokens (T = 0); the losses are means over tokens")
+    bias = float_array("bias", bias, ndim=1).astype(logits.dtype)
+    if bias.shape[0] != n_experts:
+        raise InputError(f"bias: has {bias.shape[0]} entries but there are {n_experts} experts")
+    _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling_factor,
+                   capacity_factor)
     return logits, bias
+
+
+def moe_layer_args(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
+                   shared_down, method, top_k, n_group, topk_group, routed_scaling_factor,
+                   capacity_factor, use_shared):
+    """Validated arrays of moe_layer, all in the dtype of hidden: (hidden (T, D),
+    gate_weight (E, D), bias (E,), w_gate (E, F, D), w_up (E, F, D), w_down (E, D, F), shared)
+    with shared = (shared_gate (S, D), shared_up (S, D), shared_down (D, S)) if use_shared
+    else None (the shared weights are then not read). E, F and S come from gate_weight,
+    w_gate and shared_gate; every other shape must agree. T = 0 is allowed (no tokens, empty
+    outputs); every backend checks through this."""
+    h = float_array("hidden", hidden, ndim=2)
+    dtype, dim = h.dtype, h.shape[1]
+    gate_weight = float_array("gate_weight", gate_weight, ndim=2).astype(dtype)
+    n_experts = gate_weight.shape[0]
+    gate_weight = _shaped("gate_weight", gate_weight, (n_experts, dim), dtype)
+    bias = _shaped("bias", bias, (n_experts,), dtype)
+    w_gate = float_array("w_gate", w_gate, ndim=3).astype(dtype)
+    ffn = w_gate.shape[1]
+    w_gate = _shaped("w_gate", w_gate, (n_experts, ffn, dim), dtype)
+    w_up = _shaped("w_up", w_up, (n_experts, ffn, dim), dtype)
+    w_down = _shaped("w_down", w_down, (n_experts, dim, ffn), dtype)
+    if not isinstance(use_shared, (bool, np.bool_)):
+        raise InputError(f"use_shared: expected a bool, got {use_shared!r}")
+    shared = None
+    if use_shared:
+        shared_gate = float_array("shared_gate", shared_gate, ndim=2).astype(dtype)
+        width = shared_gate.shape[0]
+        shared = (_shaped("shared_gate", shared_gate, (width, dim), dtype),
+                  _shaped("shared_up", shared_up, (width, dim), dtype),
+                  _shaped("shared_down", shared_down, (dim, width), dtype))
+    _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling_factor,
+                   capacity_factor)
+    return h, gate_weight, bias, w_gate, w_up, w_down, shared
 
 
 def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
                routed_scaling_factor=1.0, capacity_factor=0.0):
     """Routing of T tokens given router logits (T, E): expert ids, combine weights, the
     capacity mask, the Switch load-balancing loss and the router z-loss."""
-    logits, bias = check_router_args(logits, bias, method, top_k, n_group, topk_group,
-                                     routed_scaling_factor, capacity_factor)
+    logits, bias = moe_router_args(logits, bias, method, top_k, n_group, topk_group,
+                                   routed_scaling_factor, capacity_factor)
     idx, weights, scores = route(logits, bias, method, top_k, n_group, topk_group,
                                  routed_scaling_factor)
     probs = scores / scores.sum(axis=-1, keepdims=True) if method == "deepseek_v3" else scores
@@ -166,32 +231,22 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
               shared_down, method="mixtral", top_k=2, n_group=1, topk_group=1,
               routed_scaling_factor=1.0, capacity_factor=0.0, use_shared=False):
     """y_t = sum_{kept slots j} w_tj * SwiGLU_{e_tj}(h_t)  [+ SwiGLU_shared(h_t) if use_shared]
-    with router logits l = h @ gate_weight^T. Dispatch: the rows routed to each expert, in
-    token order; combine: scatter-add of weight * expert output. A dropped assignment adds 0."""
-    h = float_array("hidden", hidden, ndim=2)
-    dtype = h.dtype
-    tokens, dim = h.shape
-    gate_weight = float_array("gate_weight", gate_weight, ndim=2).astype(dtype)
-    w_gate, w_up, w_down = (float_array(n, w, ndim=3).astype(dtype) for n, w in
-                            (("w_gate", w_gate), ("w_up", w_up), ("w_down", w_down)))
-    n_experts, ffn = w_gate.shape[0], w_gate.shape[1]
-    if gate_weight.shape != (n_experts, dim):
-        raise InputError(f"gate_weight: shape {gate_weight.shape}, expected {(n_experts, dim)}")
-    for name, w, shape in (("w_gate", w_gate, (n_experts, ffn, dim)), ("w_up", w_up, (n_experts, ffn, dim)),
-                           ("w_down", w_down, (n_experts, dim, ffn))):
-        if w.shape != shape:
-            raise InputError(f"{name}: shape {w.shape}, expected {shape}")
-    routed = moe_router(h @ gate_weight.T, bias, method, top_k, n_group, topk_group,
-                        routed_scaling_factor, capacity_factor)
-    idx, weights, kept = routed["expert_ids"], routed["weights"], routed["kept"]
+    with router logits l = h @ gate_weight^T routed as moe_router does. Dispatch: the rows
+    routed to each expert, in token order; combine: scatter-add of weight * expert output.
+    A dropped assignment adds 0."""
+    h, gate_weight, bias, w_gate, w_up, w_down, shared = moe_layer_args(
+        hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up, shared_down,
+        method, top_k, n_group, topk_group, routed_scaling_factor, capacity_factor, use_shared)
+    n_experts = gate_weight.shape[0]
+    idx, weights, _ = route(h @ gate_weight.T, bias, method, top_k, n_group, topk_group,
+                            routed_scaling_factor)  # (T, K) each
+    kept = capacity_keep(idx, n_experts, capacity_factor)
     y = np.zeros_like(h)
     for e in range(n_experts):
         rows, slots = np.nonzero((idx == e) & kept)  # dispatch, token order
         if rows.size:
             out = swiglu_expert(h[rows], w_gate[e], w_up[e], w_down[e])  # (n_e, D)
             np.add.at(y, rows, weights[rows, slots][:, None] * out)  # combine
-    if use_shared:
-        sg, su, sd = (float_array(n, w, ndim=2).astype(dtype) for n, w in
-                      (("shared_gate", shared_gate), ("shared_up", shared_up), ("shared_down", shared_down)))
-        y = y + swiglu_expert(h, sg, su, sd)
+    if shared is not None:
+        y = y + swiglu_expert(h, *shared)
     return {"y": y, "expert_ids": idx, "weights": weights, "kept": kept}

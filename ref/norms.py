@@ -2,8 +2,11 @@
 
 Each computes in the precision of its float inputs. Statistics use two passes (mean first,
 then the mean of squared deviations), never E[x^2] - E[x]^2, which cancels catastrophically
-when |mean| >> std.
+when |mean| >> std. An empty x (no rows, or rows of length 0) has nothing to normalise and
+gives an empty result of the same shape.
 """
+import math
+
 import numpy as np
 
 from llmref.errors import InputError
@@ -61,7 +64,7 @@ def batchnorm_args(x, weight, bias, running_mean, running_var, training, momentu
     if momentum > 1:
         raise InputError(f"momentum: must be in [0, 1], got {momentum!r}")
     eps = positive("eps", eps, allow_zero=True)
-    n = x.size // channels if channels else 0
+    n = math.prod(x.shape[:1] + x.shape[2:])  # values per channel
     if training and n < 2:
         raise InputError(f"x: training needs at least 2 values per channel, got {n}")
     return (x, *vectors, momentum, eps)
@@ -73,6 +76,8 @@ def layernorm(x, weight, bias, eps=1e-5):
     var is the biased (population) variance mean((x - mean)^2); eps is inside the sqrt.
     """
     x, weight, bias, eps = layernorm_args(x, weight, bias, eps)
+    if x.size == 0:
+        return x.copy()
     eps = x.dtype.type(eps)
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
     centred = x - mean
@@ -87,6 +92,8 @@ def rmsnorm(x, weight, eps=1e-6, weight_offset=0.0):
     is zero-initialised and applied as (1 + w). The offset is added in the compute precision.
     """
     x, weight, eps, weight_offset = rmsnorm_args(x, weight, eps, weight_offset)
+    if x.size == 0:
+        return x.copy()
     eps = x.dtype.type(eps)
     mean_square = (x * x).mean(axis=-1, keepdims=True)  # (..., 1)
     return x / np.sqrt(mean_square + eps) * (x.dtype.type(weight_offset) + weight)
@@ -112,7 +119,7 @@ def batchnorm(x, weight, bias, running_mean, running_var, training=True, momentu
     per_channel = (1, channels) + (1,) * (x.ndim - 2)  # broadcast a (C,) vector against x
     reduce_axes = (0,) + tuple(range(2, x.ndim))
     if training:
-        n = x.size // channels
+        n = math.prod(x.shape[:1] + x.shape[2:])  # values per channel, >= 2 (checked)
         mean = x.mean(axis=reduce_axes)  # (C,)
         centred = x - mean.reshape(per_channel)
         var = (centred * centred).mean(axis=reduce_axes)  # (C,) biased

@@ -19,6 +19,7 @@ import numpy as np
 
 from llmref.errors import InputError
 from llmref.ref.bpe import as_text
+from llmref.validate import float_array, int_array
 
 SPACE = "\u2581"  # ▁
 UNK_PENALTY = 10.0  # unigram_model.cc kUnkPenalty
@@ -214,12 +215,14 @@ def unigram_encode(text, pieces, scores, types, add_dummy_prefix=True, remove_ex
     """ids (T,) int64 (spec entry point); `pieces` is the newline-joined piece list."""
     text = as_text("text", text)
     piece_list = as_text("pieces", pieces).split("\n")
-    scores = np.asarray(scores, dtype=np.float64)
-    types = np.asarray(types)
-    if types.dtype.kind not in "iu" or not np.isin(types, [1, 2, 3, 4, 5, 6]).all():
+    scores = float_array("scores", scores, ndim=1).astype(np.float64)
+    types = int_array("types", types, ndim=1)
+    if not np.isin(types, [1, 2, 3, 4, 5, 6]).all():
         raise InputError("types: expected integer piece types in 1..6")
-    if not np.isfinite(scores).all():
-        raise InputError("scores: must be finite")
+    for name, flag in (("add_dummy_prefix", add_dummy_prefix), ("remove_extra_whitespaces", remove_extra_whitespaces),
+                       ("byte_fallback", byte_fallback), ("split_digits", split_digits)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise InputError(f"{name}: expected a bool, got {flag!r}")
     model = Model(piece_list, scores.tolist(), types.tolist(), add_dummy_prefix,
                   remove_extra_whitespaces, byte_fallback, split_digits)
     return np.asarray(model.encode(text), dtype=np.int64)

@@ -146,6 +146,8 @@ def wordpiece_encode(text, vocab, lowercase=True, strip_accents="auto", max_char
     text = as_text("text", text)
     if strip_accents not in ("auto", "strip", "keep"):
         raise InputError(f"strip_accents: expected 'auto', 'strip' or 'keep', got {strip_accents!r}")
+    if not isinstance(lowercase, (bool, np.bool_)):
+        raise InputError(f"lowercase: expected a bool, got {lowercase!r}")
     if isinstance(max_chars, bool) or not isinstance(max_chars, (int, np.integer)) or max_chars < 1:
         raise InputError(f"max_chars: expected an integer >= 1, got {max_chars!r}")
     table = parse_vocab(as_text("vocab", vocab))

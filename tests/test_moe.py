@@ -1,13 +1,23 @@
-"""MoE routing and layer: tie-breaks, the balance loss normalisation, capacity, bad input, and
-agreement with transformers' Mixtral and DeepSeek-V3 blocks."""
+"""MoE routing and layer: tie-breaks, the balance loss normalisation, capacity, bad input on
+every backend (in a child process, where a kernel's out-of-bounds access cannot take the test
+runner down), the float32 decision margins of every case, and agreement with transformers'
+Mixtral and DeepSeek-V3 blocks and with torch's float32 top-k routing."""
 import math
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from llmref import InputError
+import llmref
 from llmref.accel.numba_cpu import moe as moe_cpu
+from llmref.cases import inputs_at, make_inputs, widen
 from llmref.ref import moe
+from llmref.spec import load_spec
+
+BACKENDS = {"ref": "llmref.ref.moe", "numba-cpu": "llmref.accel.numba_cpu.moe",
+            "numba-cuda": "llmref.accel.numba_cuda.moe"}
 
 
 @pytest.mark.parametrize("impl", [moe.moe_router, moe_cpu.moe_router], ids=["ref", "numba-cpu"])
@@ -57,25 +67,6 @@ def test_capacity_bounds_each_expert_and_prefers_first_choices(impl):
         assert ((idx == expert) & kept).sum() == min(capacity, (idx == expert).sum())
     first = (idx[:, 0] == 0)
     assert kept[first, 0].tolist() == [True] * capacity + [False] * (first.sum() - capacity)
-
-
-@pytest.mark.parametrize("impl", [moe.moe_router, moe_cpu.moe_router], ids=["ref", "numba-cpu"])
-@pytest.mark.parametrize("change,argument", [
-    ({"top_k": 0}, "top_k"),
-    ({"top_k": 9}, "top_k"),
-    ({"method": "switch"}, "method"),
-    ({"method": "deepseek_v3", "n_group": 3}, "n_group"),
-    ({"method": "deepseek_v3", "n_group": 4, "topk_group": 5}, "topk_group"),
-    ({"method": "deepseek_v3", "n_group": 4, "topk_group": 1, "top_k": 4}, "topk_group"),
-    ({"logits": np.full((2, 8), np.nan)}, "logits"),
-    ({"bias": np.zeros(7)}, "bias"),
-    ({"capacity_factor": -1.0}, "capacity_factor"),
-])
-def test_bad_input_names_the_argument(impl, change, argument):
-    args = dict(logits=np.zeros((2, 8)), bias=np.zeros(8), top_k=2)
-    args.update(change)
-    with pytest.raises(InputError, match=f"^{argument}"):
-        impl(**args)
 
 
 def _layer_weights(rng, t, d, f, e, s):
@@ -179,3 +170,326 @@ def test_backends_agree_with_reference_on_random_routings(backend):
         ref, fast = moe.moe_layer(**w, **routing, use_shared=True), impl.moe_layer(**w, **routing, use_shared=True)
         np.testing.assert_array_equal(fast["expert_ids"], ref["expert_ids"])
         np.testing.assert_allclose(fast["y"], ref["y"], rtol=1e-12, atol=1e-14)
+
+
+# --- Bad input on every backend ------------------------------------------------------------
+
+_PROBE = r"""
+import pickle, sys
+from llmref.errors import InputError
+from llmref.spec import resolve
+target, calls = pickle.load(sys.stdin.buffer)
+fn = resolve(target)
+for label, kwargs in calls:
+    print("start", label, flush=True)
+    try:
+        fn(**kwargs)
+    except InputError as exc:
+        print("InputError", label, str(exc).split(":")[0], flush=True)
+    except Exception as exc:
+        print("other", label, type(exc).__name__, str(exc)[:200].replace(chr(10), " "), flush=True)
+    else:
+        print("returned", label, flush=True)
+"""
+
+
+def _probe(target, calls):
+    """target(**kwargs) for every (label, kwargs) in a child process; {label: (outcome, detail)}.
+
+    A kernel reached with unchecked shapes can corrupt the heap and abort the process: the
+    child's exit code and the last label it started then say so, instead of the test runner
+    dying with it."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE], input=pickle.dumps((target, calls)),
+                          capture_output=True, timeout=900)
+    lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines()]
+    started = [line[1] for line in lines if line[0] == "start"]
+    assert proc.returncode == 0, (f"{target} exited with {proc.returncode} during "
+                                  f"{started[-1] if started else '?'}: {proc.stderr.decode()[-2000:]}")
+    return {line[1]: (line[0], line[2] if len(line) > 2 else "") for line in lines if line[0] != "start"}
+
+
+def _router_args(**change):
+    args = dict(logits=np.zeros((2, 8)), bias=np.zeros(8), method="mixtral", top_k=2, n_group=1,
+                topk_group=1, routed_scaling_factor=1.0, capacity_factor=0.0)
+    args.update(change)
+    return args
+
+
+BAD_ROUTER = [
+    ("top_k_zero", {"top_k": 0}, "top_k"),
+    ("top_k_above_experts", {"top_k": 9}, "top_k"),
+    ("top_k_float", {"top_k": 2.0}, "top_k"),
+    ("top_k_bool", {"top_k": True}, "top_k"),
+    ("no_experts", {"logits": np.zeros((2, 0)), "bias": np.zeros(0)}, "top_k"),
+    ("no_tokens", {"logits": np.zeros((0, 8))}, "logits"),
+    ("logits_1d", {"logits": np.zeros(8)}, "logits"),
+    ("logits_nan", {"logits": np.full((2, 8), np.nan)}, "logits"),
+    ("logits_int", {"logits": np.zeros((2, 8), np.int64)}, "logits"),
+    ("bias_short", {"bias": np.zeros(7)}, "bias"),
+    ("bias_2d", {"bias": np.zeros((1, 8))}, "bias"),
+    ("method", {"method": "switch"}, "method"),
+    ("n_group_not_dividing", {"method": "deepseek_v3", "n_group": 3}, "n_group"),
+    ("n_group_zero", {"method": "deepseek_v3", "n_group": 0}, "n_group"),
+    ("topk_group_above_groups", {"method": "deepseek_v3", "n_group": 4, "topk_group": 5}, "topk_group"),
+    ("topk_group_too_few_experts", {"method": "deepseek_v3", "n_group": 4, "topk_group": 1, "top_k": 4},
+     "topk_group"),
+    ("v3_groups_of_one", {"method": "deepseek_v3", "n_group": 8, "topk_group": 2}, "n_group"),
+    ("scaling_zero", {"routed_scaling_factor": 0.0}, "routed_scaling_factor"),
+    ("capacity_negative", {"capacity_factor": -1.0}, "capacity_factor"),
+]
+
+
+def _layer_args(**change):
+    args = _layer_weights(np.random.default_rng(1), 4, 6, 3, 4, 2)
+    args.update(method="mixtral", top_k=2, n_group=1, topk_group=1, routed_scaling_factor=1.0,
+                capacity_factor=0.0, use_shared=True)
+    args.update(change)
+    return args
+
+
+BAD_LAYER = [
+    ("fewer_gate_experts", {"w_gate": np.zeros((2, 3, 6))}, "w_gate"),
+    ("more_router_experts", {"gate_weight": np.zeros((8, 6)), "bias": np.zeros(8)}, "w_gate"),
+    ("up_experts", {"w_up": np.zeros((3, 3, 6))}, "w_up"),
+    ("up_ffn", {"w_up": np.zeros((4, 5, 6))}, "w_up"),
+    ("down_dim", {"w_down": np.zeros((4, 8, 3))}, "w_down"),
+    ("down_ffn", {"w_down": np.zeros((4, 6, 2))}, "w_down"),
+    ("down_rank", {"w_down": np.zeros((4, 6))}, "w_down"),
+    ("gate_weight_dim", {"gate_weight": np.zeros((4, 5))}, "gate_weight"),
+    ("bias_length", {"bias": np.zeros(3)}, "bias"),
+    ("hidden_3d", {"hidden": np.zeros((1, 4, 6))}, "hidden"),
+    ("hidden_inf", {"hidden": np.full((4, 6), np.inf)}, "hidden"),
+    ("shared_up_dim", {"shared_up": np.zeros((2, 5))}, "shared_up"),
+    ("shared_down_width", {"shared_down": np.zeros((6, 3))}, "shared_down"),
+    ("use_shared_not_bool", {"use_shared": "yes"}, "use_shared"),
+    ("top_k_above_experts", {"top_k": 5}, "top_k"),
+    ("top_k_float", {"top_k": 1.5}, "top_k"),
+    ("method", {"method": "switch"}, "method"),
+    ("n_group_not_dividing", {"method": "deepseek_v2", "n_group": 3}, "n_group"),
+    ("capacity_negative", {"capacity_factor": -0.5}, "capacity_factor"),
+]
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("entry, table, make", [("moe_router", BAD_ROUTER, _router_args),
+                                                ("moe_layer", BAD_LAYER, _layer_args)],
+                         ids=["moe_router", "moe_layer"])
+def test_bad_shapes_and_params_raise_input_error_naming_the_argument(backend, entry, table, make):
+    """Every backend checks through the reference's moe_router_args / moe_layer_args before a
+    kernel runs: mismatched expert weights, top_k above the expert count and every other bad
+    argument raise InputError naming it, and the process survives."""
+    from llmref.backends import availability
+
+    if backend != "ref":
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+    results = _probe(f"{BACKENDS[backend]}:{entry}", [(label, make(**change)) for label, change, _ in table])
+    wrong = {label: results.get(label) for label, _, name in table
+             if results.get(label) != ("InputError", name)}
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_layer_without_tokens_returns_empty_outputs(backend):
+    from llmref.backends import availability
+
+    if backend != "ref":
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+    fn = llmref.spec.resolve(f"{BACKENDS[backend]}:moe_layer")
+    out = fn(**_layer_args(hidden=np.zeros((0, 6)), top_k=3))
+    assert out["y"].shape == (0, 6) and out["y"].dtype == np.float64
+    for key, dtype in (("expert_ids", np.int64), ("weights", np.float64), ("kept", np.bool_)):
+        assert out[key].shape == (0, 3) and out[key].dtype == dtype, key
+
+
+# --- Float32 decision margins ----------------------------------------------------------------
+
+U32 = 2.0 ** -24
+
+
+def _scores_and_errors(logits, bias, method, logit_error):
+    """Ranking scores c (T, E) and a bound on the error of each when computed in float32.
+
+    softmax (mixtral, deepseek_v2): s_e = exp(l_e - m) / S. The subtraction rounds once
+    (relative error u in l_e - m, which exp turns into u |l_e - m| relative), exp adds <= 2u
+    (libm within 1-2 ulps) and the division one more u; S is common to the row, so its error
+    scales every score alike and cannot reorder them:
+        eta_e = s_e (u (|l_e - m| + 4) + dl_e + max_e dl_e)     (dl: the logits' own error)
+    sigmoid (deepseek_v3): s = 1 / (1 + exp(-l)) is exp (2u), the sum (u) and the division (u),
+    at most 4u relative; the biased score c = s + bias rounds once more, and an error dl in
+    the logit moves s by s (1 - s) dl:
+        eta_e = 4u s_e + u |c_e| + s_e (1 - s_e) dl_e
+    """
+    if method == "deepseek_v3":
+        s = moe.sigmoid(logits)
+        c = s + bias
+        return c, 4 * U32 * s + U32 * np.abs(c) + s * (1 - s) * logit_error
+    s = moe.softmax_rows(logits)
+    shift = np.abs(logits - logits.max(axis=-1, keepdims=True))
+    return s, s * (U32 * (shift + 4) + logit_error + logit_error.max(axis=-1, keepdims=True))
+
+
+def _routing_margins(logits, bias, method, top_k, n_group, topk_group, logit_error, **_):
+    """For every decision a float32 router takes -- the topk_group-th group against the next,
+    each selected expert against the next in ranking order, the K-th against the (K+1)-th --
+    the float64 gap divided by the two values' float32 error bounds (a group score adds the
+    bounds of its members and one rounding u |score| for the top-2 sum). A ratio above 1 means
+    float32 arithmetic cannot reverse the decision; exact ties (gap 0) are left out: equal
+    inputs treated alike stay equal in float32, and the lower index wins there too."""
+    c, eta = _scores_and_errors(logits, bias, method, logit_error)
+    tokens, experts = c.shape
+    ratios = []
+    for t in range(tokens):
+        row = c[t].copy()
+        if method != "mixtral" and n_group > 1:
+            g, ge = row.reshape(n_group, -1), eta[t].reshape(n_group, -1)  # (G, E/G)
+            if method == "deepseek_v2":
+                best = g.argmax(axis=-1)[:, None]
+                score, err = g.max(axis=-1), np.take_along_axis(ge, best, -1)[:, 0]
+            else:
+                top2 = np.argsort(-g, axis=-1, kind="stable")[:, :2]
+                score = np.take_along_axis(g, top2, -1).sum(axis=-1)
+                err = np.take_along_axis(ge, top2, -1).sum(axis=-1) + U32 * np.abs(score)
+            order = np.argsort(-score, kind="stable")
+            a, b = order[topk_group - 1], order[topk_group]
+            if score[a] > score[b]:
+                ratios.append((score[a] - score[b]) / (err[a] + err[b]))
+            keep = np.zeros(n_group, dtype=bool)
+            keep[order[:topk_group]] = True
+            row = np.where(np.repeat(keep, experts // n_group), row, -np.inf)
+        order = np.argsort(-row, kind="stable")
+        for j in range(min(top_k + 1, experts) - 1):
+            a, b = order[j], order[j + 1]
+            if np.isfinite(row[b]) and row[a] > row[b]:
+                ratios.append((row[a] - row[b]) / (eta[t, a] + eta[t, b]))
+    return np.array(ratios)
+
+
+@pytest.mark.parametrize("component", ["moe_router", "moe_layer"])
+def test_no_case_has_a_float32_near_tie(component):
+    """Why neither spec has a `ties:` function: on the inputs as fed at float32, every routing
+    decision of every case (full tier included) is at least 4 times farther from flipping than
+    float32 arithmetic can move it (measured: >= 50x for moe_router's many_tokens, >= 38x for
+    moe_layer's wide_layer, >= 1500x for every smoke case). The layer's logits carry the
+    float32 error of their D-term dot product, 2 sqrt(D) u sum_d |h_d W_ed| (the tolerance
+    model's sqrt(n) growth, doubled). A new case that lands near a tie fails here."""
+    spec = load_spec(component)
+    for case in spec.cases:
+        fed = widen(inputs_at(spec, make_inputs(spec, case), "float32"))
+        if component == "moe_layer":
+            h, w = fed["hidden"], fed["gate_weight"]
+            logits = h @ w.T
+            error = 2 * math.sqrt(h.shape[1]) * U32 * (np.abs(h) @ np.abs(w).T)
+        else:
+            logits, error = fed["logits"], np.zeros_like(fed["logits"])
+        ratios = _routing_margins(logits, fed["bias"], logit_error=error, **case.params)
+        if ratios.size:
+            assert ratios.min() > 4, (case.id, ratios.min())
+
+
+# --- torch's float32 routing passes ----------------------------------------------------------
+
+
+def _top(torch, values, k):
+    """Indices of the k largest values per row, largest first, the lower index first among
+    equals: a stable descending sort. (torch.topk, which HF and DeepSeek use, ranks the same
+    wherever values differ, but does not promise an order among equal values: on the exact
+    ties of mixtral_exact_ties it returns the higher index.)"""
+    return torch.sort(values, dim=-1, descending=True, stable=True).indices[..., :k]
+
+
+def _torch_route(torch, logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor):
+    """Routing with torch ops in the input precision (float32 at float32)."""
+    if method == "deepseek_v3":
+        scores = torch.sigmoid(logits)
+        choice = scores + bias
+    else:
+        scores = torch.softmax(logits, dim=-1)
+        choice = scores
+    tokens, experts = choice.shape
+    if method != "mixtral" and n_group > 1:
+        grouped = choice.view(tokens, n_group, -1)
+        group_score = (grouped.max(dim=-1).values if method == "deepseek_v2"
+                       else grouped.topk(2, dim=-1).values.sum(dim=-1))  # a sum: order-free
+        keep = torch.zeros(tokens, n_group, dtype=torch.bool)
+        keep.scatter_(1, _top(torch, group_score, topk_group), True)
+        choice = choice.masked_fill(~keep.repeat_interleave(experts // n_group, dim=1), -torch.inf)
+    idx = _top(torch, choice, top_k)  # (T, K)
+    weights = scores.gather(1, idx)
+    if method != "deepseek_v2":
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    if method != "mixtral":
+        weights = weights * routed_scaling_factor
+    return idx, weights, scores
+
+
+def _torch_capacity(torch, idx, experts, capacity_factor):
+    """Slot-major position of each assignment within its expert; kept while below C."""
+    tokens, k = idx.shape
+    if capacity_factor == 0:
+        return torch.ones(tokens, k, dtype=torch.bool)
+    capacity = math.ceil(capacity_factor * tokens * k / experts)
+    onehot = torch.nn.functional.one_hot(idx.T.reshape(-1), experts)  # (K T, E), slot-major
+    position = (onehot.cumsum(dim=0) - 1).mul(onehot).sum(dim=1)
+    return (position < capacity).view(k, tokens).T
+
+
+def _torch_router(torch):
+    def router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
+               capacity_factor):
+        l, b = torch.from_numpy(logits), torch.from_numpy(bias)
+        idx, weights, scores = _torch_route(torch, l, b, method, top_k, n_group, topk_group,
+                                            routed_scaling_factor)
+        experts = l.shape[1]
+        probs = scores / scores.sum(dim=-1, keepdim=True) if method == "deepseek_v3" else scores
+        f = torch.bincount(idx.reshape(-1), minlength=experts).to(l.dtype) / idx.numel()
+        aux = experts * (f * probs.mean(dim=0)).sum()
+        z = torch.logsumexp(l, dim=-1).square().mean()
+        return {"expert_ids": idx.numpy().astype(np.int64), "weights": weights.numpy(),
+                "kept": _torch_capacity(torch, idx, experts, capacity_factor).numpy(),
+                "aux_loss": aux.reshape(1).numpy(), "z_loss": z.reshape(1).numpy()}
+
+    return router
+
+
+def _torch_layer(torch):
+    def layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
+              shared_down, method, top_k, n_group, topk_group, routed_scaling_factor,
+              capacity_factor, use_shared):
+        h = torch.from_numpy(hidden)
+        wg, wu, wd = (torch.from_numpy(w) for w in (w_gate, w_up, w_down))
+        experts = wg.shape[0]
+        idx, weights, _ = _torch_route(torch, h @ torch.from_numpy(gate_weight).T,
+                                       torch.from_numpy(bias), method, top_k, n_group,
+                                       topk_group, routed_scaling_factor)
+        kept = _torch_capacity(torch, idx, experts, capacity_factor)
+        y = torch.zeros_like(h)
+        for e in range(experts):
+            rows, slots = torch.nonzero((idx == e) & kept, as_tuple=True)
+            if rows.numel():
+                x = h[rows]
+                out = (torch.nn.functional.silu(x @ wg[e].T) * (x @ wu[e].T)) @ wd[e].T
+                y.index_add_(0, rows, weights[rows, slots, None] * out)
+        if use_shared:
+            sg, su, sd = (torch.from_numpy(w) for w in (shared_gate, shared_up, shared_down))
+            y = y + (torch.nn.functional.silu(h @ sg.T) * (h @ su.T)) @ sd.T
+        return {"y": y.numpy(), "expert_ids": idx.numpy().astype(np.int64),
+                "weights": weights.numpy(), "kept": kept.numpy()}
+
+    return layer
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("component", ["moe_router", "moe_layer"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_routing_passes_the_audit(component, dtype):
+    """torch's softmax/sigmoid, matmuls and a stable descending sort for the top-k, in the
+    audited precision, pass every case, full tier included: at float32 no decision is near
+    enough to a tie to flip (see test_no_case_has_a_float32_near_tie)."""
+    torch = pytest.importorskip("torch", reason="torch is in the crosscheck extra")
+    fn = (_torch_router if component == "moe_router" else _torch_layer)(torch)
+    report = llmref.audit(component, fn, dtype=dtype, tier="full")
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]

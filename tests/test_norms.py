@@ -1,4 +1,9 @@
-"""Norms: bad input, properties, and cross-checks against torch on the golden inputs."""
+"""Norms: bad input (on every backend, in a child process), properties, and cross-checks
+against torch on the golden inputs."""
+import pickle
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 import llmref
 from llmref import InputError
-from llmref.backends import implementation
+from llmref.backends import availability, implementation
 from llmref.ref import norms as ref
 from llmref.spec import load_spec, resolve
 
@@ -46,15 +51,64 @@ BAD = [
     ("batchnorm", {"running_mean": np.ones(3)}, "running_mean"),
     ("batchnorm", {"bias": np.array([0.0, np.nan, 0.0, 0.0])}, "bias"),
     ("batchnorm", {"momentum": 1.5}, "momentum"),
+    ("batchnorm", {"training": "yes"}, "training"),
+    ("batchnorm", {"x": np.ones((0, 4, 1))}, "x"),                   # training on no values
+    ("rmsnorm", {"weight": np.ones(5)}, "weight"),                   # longer than the rows
+    ("rmsnorm", {"eps": float("nan")}, "eps"),
+    ("layernorm", {"x": np.ones((2, 0)), "weight": np.ones(4), "bias": np.ones(4)}, "weight"),
 ]
 
 
+_PROBE = r"""
+import pickle, sys
+from llmref.errors import InputError
+from llmref.spec import resolve
+target, calls = pickle.load(sys.stdin.buffer)
+fn = resolve(target)
+for label, kwargs in calls:
+    print("start", label, flush=True)
+    try:
+        fn(**kwargs)
+    except InputError as exc:
+        print("InputError", label, str(exc).split(":")[0], flush=True)
+    except Exception as exc:
+        print("other", label, type(exc).__name__, str(exc)[:200].replace(chr(10), " "), flush=True)
+    else:
+        print("returned", label, flush=True)
+"""
+
+
+def _probe(target, calls):
+    """target(**kwargs) for every (label, kwargs) in a child process; {label: (outcome, detail)}.
+    A kernel reached with a mismatched length reads or writes out of bounds and may kill the
+    process: its exit code and the label it was running then say so, and the runner survives."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE], input=pickle.dumps((target, calls)),
+                          capture_output=True, timeout=900)
+    lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines()]
+    started = [line[1] for line in lines if line[0] == "start"]
+    assert proc.returncode == 0, (f"{target} exited with {proc.returncode} during "
+                                  f"{started[-1] if started else '?'}: {proc.stderr.decode()[-2000:]}")
+    return {line[1]: (line[0], line[2] if len(line) > 2 else "") for line in lines if line[0] != "start"}
+
+
+def _target(component, backend):
+    spec = load_spec(component)
+    if backend != "ref":
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+        return spec.accel[backend]["impl"]
+    return spec.ref
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("component, override, name", BAD,
-                         ids=[f"{c}-{n}-{i}" for i, (c, _, n) in enumerate(BAD)])
-def test_bad_input_names_the_argument(component, override, name, backend):
-    with pytest.raises(InputError, match=rf"^{name}:"):
-        impl(component, backend)(**_args(component, **override))
+@pytest.mark.parametrize("component", ["layernorm", "rmsnorm", "batchnorm"])
+def test_bad_input_names_the_argument(component, backend):
+    """Every backend checks through the reference's <name>_args before a kernel runs."""
+    table = [(f"{name}-{i}", override, name) for i, (c, override, name) in enumerate(BAD) if c == component]
+    results = _probe(_target(component, backend), [(label, _args(component, **o)) for label, o, _ in table])
+    wrong = {label: results.get(label) for label, _, name in table if results.get(label) != ("InputError", name)}
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("component", ["layernorm", "rmsnorm"])
@@ -133,3 +187,32 @@ def torch_batchnorm(x, weight, bias, running_mean, running_var, training=True, m
 def test_torch_passes_the_goldens(component, fn, dtype):
     report = llmref.audit(component, fn, dtype=dtype, label=f"torch {component}")
     assert report.passed, [(r.case, r.detail) for r in report.failures()]
+
+
+@pytest.mark.parametrize("component", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("backend", BACKENDS + ["cupy"])
+def test_empty_input_gives_an_empty_result_on_every_backend(component, backend):
+    """No rows, or rows of length 0: nothing to normalise (torch returns an empty tensor). The
+    cupy host code returns before it needs cupy or a GPU."""
+    fn = impl(component, backend)
+    for shape in ((0, 4), (3, 0), (2, 0, 4)):
+        n = shape[-1]
+        args = {"x": np.zeros(shape, np.float32), "weight": np.ones(n, np.float32)}
+        if component == "layernorm":
+            args["bias"] = np.zeros(n, np.float32)
+        y = fn(**args)
+        assert y.shape == shape and y.dtype == np.float32, shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batchnorm_without_channels_or_samples(backend):
+    """C = 0: every output is empty, in training too (n counts the values per channel); N = 0
+    at inference: y is empty and the running statistics come back unchanged."""
+    fn = impl("batchnorm", backend)
+    y, mean, var = fn(np.zeros((3, 0, 2)), np.ones(0), np.zeros(0), np.zeros(0), np.ones(0), training=True)
+    assert y.shape == (3, 0, 2) and mean.shape == var.shape == (0,)
+    stats = np.array([0.5, -1.0]), np.array([2.0, 3.0])
+    y, mean, var = fn(np.zeros((0, 2, 5)), np.ones(2), np.zeros(2), *stats, training=False)
+    assert y.shape == (0, 2, 5)
+    np.testing.assert_array_equal(mean, stats[0])
+    np.testing.assert_array_equal(var, stats[1])

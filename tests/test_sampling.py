@@ -1,13 +1,26 @@
 """Logit processors and deterministic sampling: cited vectors, statistics, transformers
-cross-checks, pipeline orders, bad input."""
+cross-checks, pipeline orders, bad input on every backend (in a child process), and the
+float32 tie model: its decisions, a torch float32 pipeline passing the audit, and one that
+takes the other side of a near-tie passing only because of it."""
 import math
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import yaml
 
+import llmref
 from llmref import InputError
 from llmref.accel.numba_cpu import sampling as sampling_cpu
+from llmref.cases import inputs_at, make_inputs, widen
 from llmref.ref import sampling
+from llmref.spec import load_spec, parse_spec_file
+
+BACKENDS = {"ref": "llmref.ref.sampling", "numba-cpu": "llmref.accel.numba_cpu.sampling",
+            "numba-cuda": "llmref.accel.numba_cuda.sampling"}
+U32 = 2.0 ** -24
 
 
 def _row_args(logits, **per_row):
@@ -107,29 +120,81 @@ def test_per_row_parameters_are_independent():
         assert one["sampled_ids"][0] == batch["sampled_ids"][b]
 
 
-@pytest.mark.parametrize("impl", [sampling.sample_tokens, sampling_cpu.sample_tokens],
-                         ids=["ref", "numba-cpu"])
-@pytest.mark.parametrize("change,argument", [
-    ({"temperature": np.array([0.0, 1.0])}, "temperature"),
-    ({"temperature": np.array([-1.0, 1.0])}, "temperature"),
-    ({"top_p": np.array([0.0, 1.0])}, "top_p"),
-    ({"top_p": np.array([1.5, 1.0])}, "top_p"),
-    ({"top_k": np.array([9, 0])}, "top_k"),
-    ({"min_p": np.array([1.5, 0.0])}, "min_p"),
-    ({"typical_p": np.array([0.0, 1.0])}, "typical_p"),
-    ({"repetition_penalty": np.array([0.0, 1.0])}, "repetition_penalty"),
-    ({"uniforms": np.array([1.0, 0.5])}, "uniforms"),
-    ({"prompt_ids": np.array([[8], [0]])}, "prompt_ids"),
-    ({"output_ids": np.array([[-2], [0]])}, "output_ids"),
-    ({"logits": np.array([[np.nan] * 8, [0.0] * 8])}, "logits"),
-    ({"logits": np.array([[-np.inf] * 8, [0.0] * 8])}, "logits"),
-    ({"gumbel": np.zeros((2, 7))}, "gumbel"),
-])
-def test_bad_input_names_the_argument(impl, change, argument):
-    args = _row_args(np.zeros((2, 8)))
-    args.update(change)
-    with pytest.raises(InputError, match=f"^{argument}"):
-        impl(**args)
+BAD = [
+    ("temperature_zero", {"temperature": np.array([0.0, 1.0])}, "temperature"),
+    ("temperature_negative", {"temperature": np.array([-1.0, 1.0])}, "temperature"),
+    ("temperature_rows", {"temperature": np.ones(3)}, "temperature"),
+    ("top_p_zero", {"top_p": np.array([0.0, 1.0])}, "top_p"),
+    ("top_p_above_one", {"top_p": np.array([1.5, 1.0])}, "top_p"),
+    ("top_k_above_vocab", {"top_k": np.array([9, 0])}, "top_k"),
+    ("top_k_negative", {"top_k": np.array([-1, 0])}, "top_k"),
+    ("top_k_float", {"top_k": np.array([1.0, 0.0])}, "top_k"),
+    ("top_k_rows", {"top_k": np.zeros(1, np.int64)}, "top_k"),
+    ("min_p_above_one", {"min_p": np.array([1.5, 0.0])}, "min_p"),
+    ("typical_p_zero", {"typical_p": np.array([0.0, 1.0])}, "typical_p"),
+    ("repetition_zero", {"repetition_penalty": np.array([0.0, 1.0])}, "repetition_penalty"),
+    ("presence_nan", {"presence_penalty": np.array([np.nan, 0.0])}, "presence_penalty"),
+    ("uniform_one", {"uniforms": np.array([1.0, 0.5])}, "uniforms"),
+    ("prompt_id_vocab", {"prompt_ids": np.array([[8], [0]])}, "prompt_ids"),
+    ("prompt_ids_1d", {"prompt_ids": np.array([0, 1])}, "prompt_ids"),
+    ("prompt_ids_rows", {"prompt_ids": np.zeros((3, 1), np.int64)}, "prompt_ids"),
+    ("output_id_below_padding", {"output_ids": np.array([[-2], [0]])}, "output_ids"),
+    ("output_ids_float", {"output_ids": np.zeros((2, 1))}, "output_ids"),
+    ("logits_nan", {"logits": np.array([[np.nan] * 8, [0.0] * 8])}, "logits"),
+    ("logits_row_all_masked", {"logits": np.array([[-np.inf] * 8, [0.0] * 8])}, "logits"),
+    ("logits_no_vocab", {"logits": np.zeros((2, 0)), "gumbel": np.zeros((2, 0))}, "logits"),
+    ("logits_3d", {"logits": np.zeros((2, 8, 1))}, "logits"),
+    ("gumbel_shape", {"gumbel": np.zeros((2, 7))}, "gumbel"),
+    ("gumbel_inf", {"gumbel": np.full((2, 8), np.inf)}, "gumbel"),
+    ("order", {"order": "sglang"}, "order"),
+    ("vllm_typical", {"order": "vllm", "typical_p": np.array([0.5, 1.0])}, "typical_p"),
+]
+
+_PROBE = r"""
+import pickle, sys
+from llmref.errors import InputError
+from llmref.spec import resolve
+target, calls = pickle.load(sys.stdin.buffer)
+fn = resolve(target)
+for label, kwargs in calls:
+    print("start", label, flush=True)
+    try:
+        fn(**kwargs)
+    except InputError as exc:
+        print("InputError", label, str(exc).split(":")[0], flush=True)
+    except Exception as exc:
+        print("other", label, type(exc).__name__, str(exc)[:200].replace(chr(10), " "), flush=True)
+    else:
+        print("returned", label, flush=True)
+"""
+
+
+def _probe(target, calls):
+    """target(**kwargs) for every (label, kwargs) in a child process; {label: (outcome, detail)}.
+    A kernel reached with unchecked ids or shapes may corrupt memory and abort: the child's
+    exit code and the label it was running then say so, and the test runner survives."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE], input=pickle.dumps((target, calls)),
+                          capture_output=True, timeout=900)
+    lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines()]
+    started = [line[1] for line in lines if line[0] == "start"]
+    assert proc.returncode == 0, (f"{target} exited with {proc.returncode} during "
+                                  f"{started[-1] if started else '?'}: {proc.stderr.decode()[-2000:]}")
+    return {line[1]: (line[0], line[2] if len(line) > 2 else "") for line in lines if line[0] != "start"}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_bad_input_raises_input_error_naming_the_argument(backend):
+    """Every backend checks through the reference's sample_tokens_args before a kernel runs."""
+    from llmref.backends import availability
+
+    if backend != "ref":
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+    calls = [(label, {**_row_args(np.zeros((2, 8))), "order": "hf", **change}) for label, change, _ in BAD]
+    results = _probe(f"{BACKENDS[backend]}:sample_tokens", calls)
+    wrong = {label: results.get(label) for label, _, name in BAD if results.get(label) != ("InputError", name)}
+    assert not wrong, wrong
 
 
 def test_vllm_order_has_no_typical_p():
@@ -254,3 +319,243 @@ def test_numba_cuda_agrees_with_reference_on_random_batches():
         for key in ("sampled_ids", "gumbel_ids", "greedy_ids"):
             np.testing.assert_array_equal(gpu[key], ref[key], err_msg=f"{order} {key}")
         np.testing.assert_allclose(gpu["probs"], ref["probs"], rtol=1e-12, atol=1e-15)
+
+
+# --- The float32 tie model (sample_tokens_ties) ----------------------------------------------
+
+
+def _fed(logits):
+    """Logits as fed at float32 (exact float32 values, widened)."""
+    return np.asarray(logits, np.float32).astype(np.float64)
+
+
+def _ties(args, order="hf"):
+    return sampling.sample_tokens_ties("float32", **args, order=order)
+
+
+def test_far_from_every_boundary_nothing_is_a_near_tie():
+    args = _row_args(_fed([[3.0, 1.0, 0.0, -1.0, -2.0]]), top_p=np.array([0.9]), top_k=np.array([3]),
+                     min_p=np.array([0.05]), uniforms=np.array([0.5]),
+                     gumbel=np.array([[0.0, 0.5, 0.1, 0.2, 0.3]]))
+    for name, (mask, _) in _ties(args).items():
+        assert not mask.any(), name
+
+
+def test_a_top_p_boundary_within_float32_error_flips_the_crossing_token():
+    """The mass before token 2 equals top_p up to 1e-9, far inside float32's error: keeping
+    and dropping token 2 are both accepted, and the alternative is exactly the reference with
+    top_p on the other side of that mass."""
+    logits = _fed([[np.log(0.5), np.log(0.3), np.log(0.15), np.log(0.05)]])
+    p = sampling.softmax_row(logits[0])
+    mass = p[0] + p[1]
+    args = _row_args(logits, top_p=np.array([mass + 1e-9]), uniforms=np.array([0.95]))
+    expected = sampling.sample_tokens(**args)
+    assert expected["probs"][0, 2] > 0  # kept: the mass before it is below top_p
+    ties = _ties(args)
+    other = sampling.sample_tokens(**{**args, "top_p": np.array([mass - 1e-9])})
+    assert other["probs"][0, 2] == 0
+    mask, alternative = ties["probs"]
+    assert mask[0, 2]
+    np.testing.assert_array_equal(alternative, other["probs"])
+    assert ties["sampled_ids"][1][0] == other["sampled_ids"][0] != expected["sampled_ids"][0]
+
+
+def test_a_min_p_threshold_within_float32_error_flips_that_token():
+    logits = _fed([[0.0, -1.0, -2.0, -3.0]])
+    ratio = np.exp(logits[0, 2] - logits[0, 0])  # p_2 / max p
+    args = _row_args(logits, min_p=np.array([ratio * (1 - 1e-10)]), uniforms=np.array([0.99]))
+    mask, alternative = _ties(args)["probs"]
+    other = sampling.sample_tokens(**{**args, "min_p": np.array([ratio * (1 + 1e-10)])})
+    assert mask[0, 2] and alternative[0, 2] == 0 < sampling.sample_tokens(**args)["probs"][0, 2]
+    np.testing.assert_array_equal(alternative, other["probs"])  # renormalised over the rest
+
+
+def test_a_top_k_boundary_one_float32_ulp_apart_swaps_the_two_tokens():
+    a = np.float32(1.0)
+    logits = _fed([[3.0, np.nextafter(a, np.float32(2)), 0.5, a, -1.0]])  # 2nd and 4th 1 ulp apart
+    args = _row_args(logits, top_k=np.array([2]), temperature=np.array([0.7]))
+    mask, alternative = _ties(args)["probs"]
+    assert mask[0, 1] and mask[0, 3]
+    assert alternative[0, 1] == 0 and alternative[0, 3] > 0
+
+
+def test_a_uniform_within_float32_error_of_the_cdf_takes_the_next_token():
+    logits = _fed([[0.0, 0.5, -0.5, 1.0]])
+    p = sampling.softmax_row(logits[0])
+    args = _row_args(logits, uniforms=np.array([p[0] + p[1] - 1e-12]))
+    assert sampling.sample_tokens(**args)["sampled_ids"][0] == 1
+    mask, alternative = _ties(args)["sampled_ids"]
+    assert mask[0] and alternative[0] == 2
+    args["uniforms"] = np.array([p[0] + p[1] + 1e-12])
+    mask, alternative = _ties(args)["sampled_ids"]
+    assert mask[0] and alternative[0] == 1
+
+
+def test_greedy_and_gumbel_argmax_one_ulp_apart_accept_the_runner_up():
+    a = np.float32(2.0)
+    logits = _fed([[1.0, a, np.nextafter(a, np.float32(3)), 0.0]])
+    args = _row_args(logits, gumbel=np.zeros((1, 4)))
+    ties = _ties(args)
+    for name in ("greedy_ids", "gumbel_ids"):
+        mask, alternative = ties[name]
+        assert mask[0] and alternative[0] == 1, name
+    exact = _ties(_row_args(_fed([[1.0, 2.0, 2.0, 0.0]])))  # an exact tie stays with the lower id
+    assert not exact["greedy_ids"][0].any()
+
+
+def _typical_margins(x, order):
+    """Smallest ratio of a typical-p decision's float64 gap to its float32 error bound, over
+    the rows that run typical-p: the cumulative mass along the distance order against
+    typical_p (error u (2 sqrt(V) + 16) * mass + u) and the distances against the threshold
+    distance (error u (sqrt(V) + 16) (|log p| + |H| + 1) each, log p and the entropy H both
+    carrying the softmax's and a V-term sum's roundings)."""
+    logits, prompt_ids, output_ids, top_k, _, per_row = sampling.sample_tokens_args(**x, order=order)
+    vocab, worst = logits.shape[1], np.inf
+    for b in range(logits.shape[0]):
+        params = sampling.row_params(b, top_k=top_k, **{k: v for k, v in per_row.items() if k != "uniforms"})
+        if params["typical_p"] >= 1:
+            continue
+        steps = sampling.step_functions(prompt_ids[b], output_ids[b], params)
+        v = logits[b]
+        for step in sampling.ORDERS[order]:
+            if step == "typical_p":
+                shifted = v - v.max()
+                log_p = shifted - np.log(np.exp(shifted).sum())
+                p = np.exp(log_p)
+                entropy = -np.sum(np.where(p > 0, p * np.where(p > 0, log_p, 0), 0))
+                distance = np.abs(-log_p - entropy)
+                order_d = np.lexsort((np.arange(vocab), distance))
+                cumulative = np.cumsum(p[order_d])
+                finite = np.isfinite(distance[order_d])
+                mass_err = U32 * (2 * np.sqrt(vocab) + 16) * cumulative + U32
+                worst = min(worst, (np.abs(cumulative - params["typical_p"]) / mass_err)[finite].min())
+                last = min(int((cumulative < params["typical_p"]).sum()), vocab - 1)
+                threshold = distance[order_d[last]]
+                d_err = U32 * (np.sqrt(vocab) + 16) * (np.abs(np.where(np.isfinite(log_p), log_p, 0))
+                                                      + abs(entropy) + 1)
+                other = np.isfinite(distance) & (distance != threshold)
+                worst = min(worst, (np.abs(distance - threshold)[other]
+                                    / (d_err[other] + d_err[order_d[last]])).min())
+            v = steps[step](v)
+    return worst
+
+
+def test_typical_p_decisions_of_every_case_are_far_from_a_float32_tie():
+    """sample_tokens_ties does not model typical-p: this is why that is sound for the cases."""
+    spec = load_spec("sample_tokens")
+    for case in spec.cases:
+        fed = widen(inputs_at(spec, make_inputs(spec, case), "float32"))
+        assert _typical_margins(fed, case.params["order"]) > 100, case.id
+
+
+def _torch_sample_tokens(torch):
+    """The spec's pipeline in torch, in the precision of the logits, with transformers' and
+    vLLM's formulations of the warpers (top-p as ascending cumulative mass <= 1 - top_p, the
+    top-k threshold from torch.topk) and sampling by torch.searchsorted on a float32 cumsum
+    (torch.multinomial cannot take supplied uniforms)."""
+
+    def fn(logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
+           repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel, order="hf"):
+        x = torch.from_numpy(np.ascontiguousarray(logits))
+        dt, (rows, vocab) = x.dtype, x.shape
+        out = {"probs": torch.empty_like(x), "sampled_ids": np.empty(rows, np.int64),
+               "gumbel_ids": np.empty(rows, np.int64), "greedy_ids": np.empty(rows, np.int64)}
+
+        def scalar(values, b):
+            return torch.tensor(float(values[b]), dtype=dt)
+
+        for b in range(rows):
+            z = x[b].clone()
+            for step in sampling.ORDERS[order]:
+                if step == "penalties":
+                    ids = torch.from_numpy(np.concatenate([prompt_ids[b], output_ids[b]]))
+                    seen = torch.zeros(vocab, dtype=torch.bool)
+                    seen[ids[ids >= 0]] = True
+                    r = scalar(repetition_penalty, b)
+                    z = torch.where(seen, torch.where(z > 0, z / r, z * r), z)
+                    o = torch.from_numpy(output_ids[b])
+                    counts = torch.bincount(o[o >= 0], minlength=vocab).to(dt)
+                    z = (z - scalar(frequency_penalty, b) * counts
+                         - scalar(presence_penalty, b) * (counts > 0).to(dt))
+                    out["greedy_ids"][b] = int(torch.argmax(z))  # the first maximum
+                elif step == "temperature":
+                    z = z / scalar(temperature, b)
+                elif step == "top_k" and top_k[b]:
+                    z = torch.where(z < torch.topk(z, int(top_k[b])).values[-1], -torch.inf, z)
+                elif step == "top_p" and top_p[b] < 1:
+                    ascending, idx = torch.sort(z, stable=True)
+                    remove = torch.softmax(ascending, -1).cumsum(-1) <= 1 - scalar(top_p, b)
+                    remove[-1] = False
+                    z = z.scatter(0, idx[remove], -torch.inf)
+                elif step == "min_p" and min_p[b] > 0:
+                    p = torch.softmax(z, -1)
+                    z = torch.where(p < scalar(min_p, b) * p.max(), -torch.inf, z)
+                elif step == "typical_p" and typical_p[b] < 1:
+                    log_p = torch.log_softmax(z, -1)
+                    distance = torch.abs(-log_p - (-(log_p * log_p.exp()).nansum()))
+                    ranked, idx = torch.sort(distance, stable=True)
+                    cumulative = torch.softmax(z[idx], -1).cumsum(-1)
+                    last = min(int((cumulative < scalar(typical_p, b)).sum()), vocab - 1)
+                    z = z.scatter(0, idx[ranked > ranked[last]], -torch.inf)
+            probs = torch.softmax(z, -1)
+            out["probs"][b] = probs
+            j = int(torch.searchsorted(probs.cumsum(-1), scalar(uniforms, b).reshape(1), right=True))
+            out["sampled_ids"][b] = j if j < vocab else int(torch.nonzero(probs > 0)[-1])
+            g = torch.from_numpy(np.ascontiguousarray(gumbel[b])).to(dt)
+            out["gumbel_ids"][b] = int(torch.argmax(torch.where(z > -torch.inf, z + g, -torch.inf)))
+        out["probs"] = out["probs"].numpy()
+        return out
+
+    return fn
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_pipeline_passes_the_audit(dtype):
+    """Full tier included: vocab_128k holds a top-p boundary token within float32's error
+    bound, which the tie model accepts either way."""
+    torch = pytest.importorskip("torch", reason="torch is in the crosscheck extra")
+    report = llmref.audit("sample_tokens", _torch_sample_tokens(torch), dtype=dtype, tier="full")
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]
+
+
+def _spec_with_one_case(tmp_path, case, ties=True):
+    """sample_tokens with only `case` (and no wrong variants), as an unshipped spec file."""
+    data = yaml.safe_load(load_spec("sample_tokens").path.read_text(encoding="utf-8"))
+    data["cases"], data["wrong_variants"] = [case], []
+    if not ties:
+        del data["ties"]
+    path = tmp_path / ("with_ties" if ties else "without_ties") / "sample_tokens.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return parse_spec_file(path)
+
+
+@pytest.mark.crosscheck
+def test_torch_float32_on_the_other_side_of_a_cdf_tie_passes_only_through_the_tie_model(tmp_path):
+    """A uniform placed between torch's float32 CDF and the float64 one: torch samples the
+    next token, the float64 reference this one. The audit accepts torch's id as a tie flip;
+    without the tie model the same output is a mismatch. (The wrong variants still fail the
+    shipped cases: tests/test_conformance.py.)"""
+    torch = pytest.importorskip("torch", reason="torch is in the crosscheck extra")
+    logits = np.random.default_rng(5).normal(0, 2, 48).astype(np.float32)
+    cdf32 = torch.softmax(torch.from_numpy(logits), -1).cumsum(-1).numpy()
+    cdf64 = np.cumsum(sampling.softmax_row(logits.astype(np.float64)))
+    j = int(np.flatnonzero(cdf32[:-1] < cdf64[:-1])[0])  # float32 rounds this mass down
+    uniform = float(cdf32[j])  # float64: cdf64[j] > u, token j; float32: cdf32[j] <= u, next
+    zeros = [0.0]
+    case = {"id": "cdf_tie", "dims": {"B": 1, "V": 48, "P": 1, "O": 1}, "inputs": {
+        "logits": {"values": [logits.astype(np.float64).tolist()]},
+        "prompt_ids": {"values": [[-1]]}, "output_ids": {"values": [[-1]]},
+        "temperature": {"values": [1.0]}, "top_k": {"values": [0]}, "top_p": {"values": [1.0]},
+        "min_p": {"values": zeros}, "typical_p": {"values": [1.0]},
+        "repetition_penalty": {"values": [1.0]}, "presence_penalty": {"values": zeros},
+        "frequency_penalty": {"values": zeros}, "uniforms": {"values": [uniform]},
+        "gumbel": {"values": [[0.0] * 48]}}}
+    fn = _torch_sample_tokens(torch)
+    with_ties = llmref.audit(_spec_with_one_case(tmp_path, case), fn, dtype="float32")
+    assert with_ties.passed, [(r.case, r.detail) for r in with_ties.failures()]
+    flips = {c.output: c.metrics["tie_flips"] for c in with_ties.results[0].comparisons}
+    assert flips["sampled_ids"] == 1
+    without = llmref.audit(_spec_with_one_case(tmp_path, case, ties=False), fn, dtype="float32")
+    assert [c.output for c in without.results[0].comparisons if c.outcome.value != "PASSED"] == ["sampled_ids"]

@@ -47,3 +47,46 @@ def test_torch_passes_the_audit(component, dtype):
 
     report = llmref.audit(component, torch_impl, dtype=dtype)
     assert report.passed, [(r.case, r.detail) for r in report.failures()]
+
+
+@pytest.mark.parametrize("component", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("backend", ["ref", "numba-cpu", "numba-cuda", "cupy"])
+def test_empty_input_gives_an_empty_result_on_every_backend(component, backend):
+    """An axis of length 0 has nothing to normalise (torch.softmax returns an empty tensor);
+    the cupy host code returns before it needs cupy or a GPU."""
+    from llmref.backends import availability, implementation
+    from llmref.spec import load_spec, resolve
+
+    spec = load_spec(component)
+    if backend in ("numba-cpu", "numba-cuda"):
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+    fn = resolve(spec.ref) if backend == "ref" else implementation(spec, backend)
+    for shape, axis in (((3, 0), -1), ((0, 5), -1), ((2, 0, 4), 1), ((0,), 0)):
+        y = fn(x=np.zeros(shape, np.float32), axis=axis)
+        assert y.shape == shape and y.dtype == np.float32, (shape, axis)
+
+
+@pytest.mark.parametrize("component", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("backend", ["ref", "numba-cpu", "numba-cuda", "cupy"])
+def test_bad_input_names_the_argument_on_every_backend(component, backend):
+    """Every backend checks through the reference's softmax_args / log_softmax_args first (the
+    cupy host code before it imports cupy)."""
+    from llmref.backends import availability, implementation
+    from llmref.spec import load_spec, resolve
+
+    spec = load_spec(component)
+    if backend in ("numba-cpu", "numba-cuda"):
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+    fn = resolve(spec.ref) if backend == "ref" else implementation(spec, backend)
+    for x, axis, name in ((np.array([[1.0, np.nan]], np.float32), -1, "x"),
+                          (np.array([[1.0, np.inf]], np.float32), -1, "x"),
+                          (np.array([[1, 2]]), -1, "x"),
+                          (np.float32(1.0), -1, "x"),
+                          (np.ones((2, 3), np.float32), 2, "axis"),
+                          (np.ones((2, 3), np.float32), 1.0, "axis")):
+        with pytest.raises(llmref.InputError, match=f"^{name}:"):
+            fn(x=x, axis=axis)

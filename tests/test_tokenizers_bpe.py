@@ -2,6 +2,9 @@
 and the tokenizers library (crosscheck)."""
 import base64
 import json
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -114,6 +117,78 @@ def test_bad_merges_and_pattern(impl):
         impl("abc", np.asarray([[1.0, 2.0]]))
     with pytest.raises(InputError, match="^pattern: unknown"):
         impl("abc", MERGES, pattern="llama")
+
+
+_PROBE = r"""
+import pickle, sys
+from llmref.errors import InputError
+from llmref.spec import resolve
+target, calls = pickle.load(sys.stdin.buffer)
+fn = resolve(target)
+for label, kwargs in calls:
+    print("start", label, flush=True)
+    try:
+        fn(**kwargs)
+    except InputError as exc:
+        print("InputError", label, str(exc).split(":")[0], flush=True)
+    except Exception as exc:
+        print("other", label, type(exc).__name__, str(exc)[:200].replace(chr(10), " "), flush=True)
+    else:
+        print("returned", label, flush=True)
+"""
+
+BAD_ENCODE = [
+    ("merge_of_undefined_token", {"merges": np.asarray([[1, 999]], np.int64)}, "merges"),
+    ("merge_of_huge_id", {"merges": np.asarray([[1 << 40, 1]], np.int64)}, "merges"),
+    ("merge_recreating_a_token", {"merges": np.asarray([[97, 98], [97, 98]], np.int64)}, "merges"),
+    ("merges_1d", {"merges": np.asarray([1, 2, 3], np.int64)}, "merges"),
+    ("merges_float", {"merges": np.asarray([[1.0, 2.0]])}, "merges"),
+    ("pattern", {"pattern": "llama"}, "pattern"),
+    ("pattern_none", {"pattern": None}, "pattern"),
+    ("special_tokens_none", {"special_tokens": None}, "special_tokens"),
+    ("special_token_twice", {"special_tokens": ["<|a|>", "<|a|>"]}, "special_tokens"),
+    ("special_token_empty", {"special_tokens": [""]}, "special_tokens"),
+    ("allowed_unknown_name", {"allowed_special": ["<|nope|>"]}, "allowed_special"),
+    ("allowed_not_a_list", {"allowed_special": "<|endoftext|>"}, "allowed_special"),
+    ("disallowed_unknown_name", {"disallowed_special": ["<|nope|>"]}, "disallowed_special"),
+    ("disallowed_in_text", {"text": "a <|endoftext|> b"}, "text"),
+    ("invalid_utf8", {"text": b"a\xff"}, "text"),
+    ("lone_surrogate", {"text": "a\ud800"}, "text"),
+    ("text_none", {"text": None}, "text"),
+]
+
+
+@pytest.mark.parametrize("backend", ["ref", "numba-cpu"])
+def test_bad_input_raises_input_error_naming_the_argument(backend):
+    """Both backends check through the reference's bpe_encode_args before building the
+    compiled tables, so a merge naming an undefined token never reaches a table lookup; in a
+    child process, which a bad lookup could crash without taking the test runner with it."""
+    target = {"ref": "llmref.ref.bpe:bpe_encode", "numba-cpu": "llmref.accel.numba_cpu.bpe:bpe_encode"}[backend]
+    calls = [(label, {"text": "abc", "merges": MERGES, "special_tokens": SPECIAL_TOKENS, **change})
+             for label, change, _ in BAD_ENCODE]
+    proc = subprocess.run([sys.executable, "-c", _PROBE], input=pickle.dumps((target, calls)),
+                          capture_output=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines() if not line.startswith("start")]
+    results = {line[1]: (line[0], line[2] if len(line) > 2 else "") for line in lines}
+    wrong = {label: results.get(label) for label, _, name in BAD_ENCODE
+             if results.get(label) != ("InputError", name)}
+    assert not wrong, wrong
+
+
+def test_the_compiled_encoder_checks_through_the_reference():
+    with pytest.raises(InputError, match="^ranks: byte 0x00"):
+        fast.Encoder({bytes([b]): b for b in range(1, 256)}, {})
+    with pytest.raises(InputError, match="^pattern: unknown"):
+        fast.Encoder(RANKS, SPECIAL, "llama")
+    encoder = fast.Encoder(RANKS, SPECIAL)
+    with pytest.raises(InputError, match=r"^allowed_special: '<\|nope\|>'"):
+        encoder.encode("abc", allowed_special=["<|nope|>"])
+
+
+def test_decode_rejects_a_special_token_list_that_is_not_one():
+    with pytest.raises(InputError, match="^special_tokens:"):
+        bpe.bpe_decode(np.asarray([65], np.int64), MERGES, special_tokens=None)
 
 
 def test_unknown_ids_on_decode():

@@ -44,6 +44,12 @@ def test_bad_input(tmp_path):
         unigram.unigram_encode("a", PIECES, SCORES, TYPES, byte_fallback=True)
     with pytest.raises(InputError, match="^text: invalid UTF-8"):
         unigram.unigram_encode(b"\xff", PIECES, SCORES, TYPES)
+    with pytest.raises(InputError, match="^scores: expected 1 dimensions"):
+        unigram.unigram_encode("a", PIECES, np.asarray(SCORES)[:, None], TYPES)
+    with pytest.raises(InputError, match="^types: expected an integer array"):
+        unigram.unigram_encode("a", PIECES, SCORES, np.asarray(TYPES, np.float64))
+    with pytest.raises(InputError, match="^add_dummy_prefix: expected a bool"):
+        unigram.unigram_encode("a", PIECES, SCORES, TYPES, add_dummy_prefix="yes")
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"\x0a\x05\x0a\x03ab")  # a piece message cut short
     with pytest.raises(InputError, match="^path: not a SentencePiece model"):

@@ -1,7 +1,7 @@
 """WordPiece: rules, bad input, and agreement with the tokenizers library's BERT tokenizer."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from llmref.errors import InputError
@@ -48,6 +48,8 @@ def test_bad_input():
         wp.wordpiece_encode("a", VOCAB_TEXT, strip_accents="yes")
     with pytest.raises(InputError, match="^max_chars: "):
         wp.wordpiece_encode("a", VOCAB_TEXT, max_chars=0)
+    with pytest.raises(InputError, match="^lowercase: expected a bool"):
+        wp.wordpiece_encode("a", VOCAB_TEXT, lowercase="no")  # "no" is truthy: never guess
     with pytest.raises(InputError, match="^path: "):
         wp.load_vocab("/nonexistent/vocab.txt")
 
@@ -113,6 +115,9 @@ STABLE_TEXT = st.text(st.one_of([st.characters(min_codepoint=lo, max_codepoint=h
 @given(STABLE_TEXT | st.text("aé É中ß!?'#x\u0301\t\n", max_size=30))
 def test_minilm_generated_text_equals_tokenizers(minilm, text):
     """Generated text from blocks where both Unicode tables agree (see the spec's conventions
-    for the code points where the tokenizers library differs from Google's BERT)."""
+    for the code points where the tokenizers library differs from Google's BERT). Text holding
+    a special token's name is left out: the tokenizers library matches it as an added token,
+    the spec (Google's BasicTokenizer) reads it as text."""
     vocab, tok = minilm
+    assume(not any(name in text for name in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")))
     assert wp.encode(text, vocab) == tok.encode(text, add_special_tokens=False).ids

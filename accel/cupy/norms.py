@@ -19,14 +19,14 @@ def _device(a):
 
 def _run_rows(kernel_name, x, vectors, scalars):
     """kernel(x rows, *vectors, y rows, n, *scalars) over one block per row; y is guarded."""
-    import cupy
-
     if x.dtype == np.float64:  # the kernels accumulate in float32
         raise NotImplementedError("cupy norm kernels take float32, float16 and bfloat16")
-    n = x.shape[-1]
-    rows = np.ascontiguousarray(x).reshape(-1, n)  # (rows, n)
-    if rows.size == 0:
+    if x.size == 0:  # nothing to normalise, and no blocks to launch
         return x.copy()
+    import cupy
+
+    n = x.shape[-1]
+    rows = np.ascontiguousarray(x).reshape(-1, n)  # (rows, n), n > 0
     storage = rows.dtype if rows.dtype.itemsize == 4 else np.uint16  # 16-bit floats as bits
     buf = cupy.asarray(guarded_host_buffer(rows.size, storage))
     kernel = raw_module("norms.cu").get_function(f"{kernel_name}_{_SUFFIX[str(x.dtype)]}")

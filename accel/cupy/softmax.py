@@ -4,19 +4,20 @@ import numpy as np
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import raw_bits
 from llmref.accel.cupy._module import raw_module
-from llmref.validate import axis_index, float_array
+from llmref.ref.softmax import log_softmax_args, softmax_args
 
 THREADS = 256  # must equal THREADS in softmax.cu
 _KERNEL = {"float32": "softmax_f32", "float16": "softmax_f16", "bfloat16": "softmax_bf16"}
 
 
 def _run(x, axis, log):
-    import cupy
-
-    x = float_array("x", x, min_ndim=1, allow_neg_inf=True)
-    axis = axis_index("axis", axis, x.ndim)
+    """x and axis already validated; an empty x has nothing to normalise (and no blocks)."""
     if x.dtype == np.float64:  # the kernels accumulate in float32; float64 stays on the host path
         raise NotImplementedError("cupy softmax kernels take float32, float16 and bfloat16")
+    if x.size == 0:
+        return x.copy()
+    import cupy
+
     moved = np.ascontiguousarray(np.moveaxis(x, axis, -1))  # (..., n)
     rows, n = moved.size // moved.shape[-1], moved.shape[-1]
     host_in = raw_bits(moved) if x.dtype.itemsize == 2 else moved
@@ -31,8 +32,8 @@ def _run(x, axis, log):
 
 
 def softmax(x, axis=-1):
-    return _run(x, axis, False)
+    return _run(*softmax_args(x, axis), False)
 
 
 def log_softmax(x, axis=-1):
-    return _run(x, axis, True)
+    return _run(*log_softmax_args(x, axis), True)

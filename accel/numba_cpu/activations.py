@@ -9,9 +9,8 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.ref.activations import GELU_TANH_CUBIC, SQRT_2_OVER_PI
-from llmref.errors import InputError
-from llmref.validate import float_array, same_size
+from llmref.ref.activations import (GELU_TANH_CUBIC, SQRT_2_OVER_PI, geglu_args, gelu_args,
+                                    gelu_tanh_args, glu_args, relu_args, silu_args, swiglu_args)
 
 RELU, GELU, GELU_TANH, SILU = 0, 1, 2, 3
 
@@ -51,7 +50,7 @@ def _glu_rows(rows, out):
 
 
 def _unary(x, kind):
-    x = float_array("x", x)
+    """x already validated."""
     flat = widen(x).reshape(-1)  # (n,)
     out = np.empty_like(flat)
     _elementwise(flat, out, kind)
@@ -59,11 +58,7 @@ def _unary(x, kind):
 
 
 def _gated_call(gate, up, kind):
-    gate = float_array("gate", gate, min_ndim=1)
-    up = float_array("up", up, min_ndim=1)
-    same_size("up", up.shape, gate.shape, "the shape of gate")
-    if up.dtype != gate.dtype:
-        raise InputError(f"up: has dtype {up.dtype} but gate has {gate.dtype}")
+    """gate and up already validated: one shape, one dtype."""
     flat_gate, flat_up = widen(gate).reshape(-1), widen(up).reshape(-1)  # (n,) each
     out = np.empty_like(flat_gate)
     _gated(flat_gate, flat_up, out, kind)
@@ -71,36 +66,34 @@ def _gated_call(gate, up, kind):
 
 
 def relu(x):
-    return _unary(x, RELU)
+    return _unary(relu_args(x), RELU)
 
 
 def gelu(x):
-    return _unary(x, GELU)
+    return _unary(gelu_args(x), GELU)
 
 
 def gelu_tanh(x):
-    return _unary(x, GELU_TANH)
+    return _unary(gelu_tanh_args(x), GELU_TANH)
 
 
 def silu(x):
-    return _unary(x, SILU)
+    return _unary(silu_args(x), SILU)
 
 
 def glu(x):
     """a * sigmoid(b) with [a | b] = x split on the last axis."""
-    x = float_array("x", x, min_ndim=1)
-    if x.shape[-1] % 2:
-        raise InputError(f"x: last axis has odd size {x.shape[-1]}; glu splits it into two halves")
+    x = glu_args(x)
     half = x.shape[-1] // 2
-    rows = widen(x).reshape(-1, 2 * half)  # (rows, 2H)
+    rows = widen(x).reshape(math.prod(x.shape[:-1]), 2 * half)  # (rows, 2H)
     out = np.empty((rows.shape[0], half), rows.dtype)
     _glu_rows(rows, out)
     return out.reshape(x.shape[:-1] + (half,)).astype(x.dtype)
 
 
 def swiglu(gate, up):
-    return _gated_call(gate, up, SILU)
+    return _gated_call(*swiglu_args(gate, up), SILU)
 
 
 def geglu(gate, up):
-    return _gated_call(gate, up, GELU_TANH)
+    return _gated_call(*geglu_args(gate, up), GELU_TANH)

@@ -15,9 +15,8 @@ import numba
 import numpy as np
 import regex
 
-from llmref.errors import InputError
+from llmref.errors import Unsupported
 from llmref.ref import bpe as ref
-from llmref.validate import int_array
 
 _EMPTY = -1
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -168,14 +167,8 @@ class Encoder:
     """A compiled encoder for one vocabulary {token bytes: id} and its special tokens."""
 
     def __init__(self, ranks: dict, special: dict, pattern: str = "cl100k"):
-        if pattern not in ref.PATTERNS:
-            raise InputError(f"pattern: unknown pre-tokenisation pattern {pattern!r} "
-                             f"(known: {sorted(ref.PATTERNS)})")
-        missing = [b for b in range(256) if bytes([b]) not in ranks]
-        if missing:
-            raise InputError(f"ranks: byte {missing[0]:#04x} is not a token; byte-level BPE needs all 256")
-        self.ranks, self.special, self.pattern = ranks, dict(special), pattern
-        self.regex = regex.compile(ref.PATTERNS[pattern])
+        self.regex = regex.compile(ref.pattern_regex(pattern))
+        self.ranks, self.special, self.pattern = ref.byte_level(ranks), dict(special), pattern
         n_ids = max(ranks.values()) + 1
         by_id = [b""] * n_ids
         for token, i in ranks.items():
@@ -195,8 +188,8 @@ class Encoder:
         self.pair_table = _table_build(keys, values[:, None], _capacity(len(keys)))
         hashes = _token_hashes(self.flat, self.offsets)
         present = np.asarray([i for i in range(n_ids) if by_id[i]], dtype=np.int64)
-        if np.unique(hashes[present]).size != present.size:
-            raise InputError("ranks: two tokens share a 64-bit FNV-1a hash; use the reference")
+        if np.unique(hashes[present]).size != present.size:  # a limit of this backend, not bad input
+            raise Unsupported("two tokens of this vocabulary share a 64-bit FNV-1a hash; use the reference")
         rows = np.stack([present, self.offsets[present], lengths[present]], axis=1)  # (id, offset, length)
         self.tok_table = _table_build(hashes[present], rows, _capacity(present.size))
 
@@ -214,16 +207,12 @@ class Encoder:
         return _encode_pieces(buf, ends, self.byte_id, self.pair_table, self.tok_table, self.flat)
 
     def encode(self, text: str, allowed_special=(), disallowed_special="all") -> np.ndarray:
-        """tiktoken's Encoding.encode semantics (see llmref.ref.bpe.encode)."""
-        allowed = set(self.special) if allowed_special == "all" else set(allowed_special)
-        disallowed = (set(self.special) - allowed if disallowed_special == "all"
-                      else set(disallowed_special))
-        for arg, names in (("allowed_special", allowed), ("disallowed_special", disallowed)):
-            for name in sorted(set(names) - set(self.special)):
-                raise InputError(f"{arg}: {name!r} is not a special token of this vocabulary")
-        for name in sorted(disallowed):
-            if name in text:
-                raise InputError(f"text: contains the disallowed special token {name!r}")
+        """tiktoken's Encoding.encode semantics, checked by llmref.ref.bpe.special_sets."""
+        allowed, _ = ref.special_sets(text, self.special, allowed_special, disallowed_special)
+        return self.encode_allowed(text, allowed)
+
+    def encode_allowed(self, text: str, allowed: set) -> np.ndarray:
+        """ids of text with the names in `allowed` (already checked) cut out as their ids."""
         if not allowed:
             return self.encode_ordinary(text)
         splitter = "|".join(regex.escape(n) for n in sorted(allowed, key=lambda n: (-len(n), n)))
@@ -236,21 +225,17 @@ class Encoder:
 _ENCODERS = {}
 
 
-def _encoder_for(merges, special_tokens, pattern) -> Encoder:
-    """One Encoder per (merges, specials, pattern), built on first use."""
-    key = (merges.tobytes(), merges.shape, tuple(special_tokens), pattern)
+def _encoder_for(merges, ranks, special, pattern) -> Encoder:
+    """One Encoder per (merges, specials, pattern), built on first use from the checked
+    vocabulary."""
+    key = (merges.tobytes(), merges.dtype.str, merges.shape, tuple(special.items()), pattern)
     if key not in _ENCODERS:
-        ranks = ref.ranks_from_merges(merges)
-        _ENCODERS[key] = Encoder(ranks, ref.special_ids(ranks, special_tokens), pattern)
+        _ENCODERS[key] = Encoder(ranks, special, pattern)
     return _ENCODERS[key]
 
 
 def bpe_encode(text, merges, pattern="cl100k", special_tokens=(), allowed_special=(),
                disallowed_special=("all",)):
-    text = ref.as_text("text", text)
-    if pattern not in ref.PATTERNS:
-        raise InputError(f"pattern: unknown pre-tokenisation pattern {pattern!r}")
-    merges = np.ascontiguousarray(int_array("merges", merges))
-    encoder = _encoder_for(merges, special_tokens, pattern)
-    disallowed = "all" if list(disallowed_special) == ["all"] else list(disallowed_special)
-    return encoder.encode(text, allowed_special, disallowed)
+    text, ranks, special, allowed, _ = ref.bpe_encode_args(
+        text, merges, pattern, special_tokens, allowed_special, disallowed_special)
+    return _encoder_for(np.ascontiguousarray(merges), ranks, special, pattern).encode_allowed(text, allowed)

@@ -1,4 +1,6 @@
 """Embedding lookup and LM head as numba.njit loops (reference: llmref.ref.embedding)."""
+import math
+
 import numba
 import numpy as np
 
@@ -37,7 +39,7 @@ def embedding(ids, weight, normalizer="none"):
 def lm_head(h, embedding, output_weight, tied=False):
     h, w = lm_head_args(h, embedding, output_weight, tied)
     w = widen(w)  # (V, D)
-    rows = widen(h).reshape(-1, h.shape[-1])  # (T, D)
+    rows = widen(h).reshape(math.prod(h.shape[:-1]), h.shape[-1])  # (T, D); T or D may be 0
     out = np.empty((rows.shape[0], w.shape[0]), rows.dtype)
     _logits(rows, w, out)
     return out.reshape(h.shape[:-1] + (w.shape[0],)).astype(h.dtype)

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.ref.kd import (KINDS, check_attention_args, check_feature_args, check_kd_args,
+from llmref.ref.kd import (KINDS, kd_attention_args, kd_feature_args, kd_loss_args,
                            valid_tokens)
 
 
@@ -74,8 +74,8 @@ def _kd_rows(zs, zt, labels, kind, temperature, alpha, beta, losses, grad):
 
 def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", temperature=2.0,
             alpha=0.5, beta=0.5, ignore_index=-100):
-    z_s, z_t, labels, mask = check_kd_args(student_logits, teacher_logits, labels, mask, kind,
-                                           temperature, alpha, beta, ignore_index)
+    z_s, z_t, labels, mask = kd_loss_args(student_logits, teacher_logits, labels, mask, kind,
+                                          temperature, alpha, beta, ignore_index)
     if kind == "jsd" and beta in (0.0, 1.0):  # the endpoints are the KL limits
         kind = "forward_kl" if beta == 0 else "reverse_kl"
     vocab = z_s.shape[-1]
@@ -122,7 +122,7 @@ def _hint_loss(h_s, h_t, w, residual, grad_student, grad_projection):
 
 
 def kd_feature(student_features, teacher_features, projection):
-    h_s, h_t, w = check_feature_args(student_features, teacher_features, projection)
+    h_s, h_t, w = kd_feature_args(student_features, teacher_features, projection)
     hc, h_t, w = widen(h_s), widen(h_t), widen(w)
     gs, gw = np.empty_like(hc), np.empty_like(w)
     loss = _hint_loss(hc, h_t, w, np.empty_like(h_t), gs, gw)
@@ -150,7 +150,7 @@ def _attention_loss(a_s, a_t, kl, grad):
 
 
 def kd_attention(student_attention, teacher_attention, kind="mse"):
-    a_s, a_t = check_attention_args(student_attention, teacher_attention, kind)
+    a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind)
     shape = a_s.shape
     s2 = widen(a_s.reshape(-1, shape[-1]))  # (B*H*L, K)
     t2 = widen(a_t.reshape(-1, shape[-1]))

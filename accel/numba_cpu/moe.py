@@ -11,8 +11,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.ref.moe import METHODS, check_router_args
-from llmref.validate import float_array
+from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
 
 @numba.njit(cache=True)
@@ -131,8 +130,8 @@ def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_fac
 
 def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
                routed_scaling_factor=1.0, capacity_factor=0.0):
-    logits, bias = check_router_args(logits, bias, method, top_k, n_group, topk_group,
-                                     routed_scaling_factor, capacity_factor)
+    logits, bias = moe_router_args(logits, bias, method, top_k, n_group, topk_group,
+                                   routed_scaling_factor, capacity_factor)
     lc = widen(logits)
     idx, weights, kept, aux, z = _router(lc, widen(bias), method, top_k, n_group, topk_group,
                                          routed_scaling_factor, capacity_factor)
@@ -198,18 +197,18 @@ def _experts(h, idx, weights, kept, w_gate, w_up, w_down):
 def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
               shared_down, method="mixtral", top_k=2, n_group=1, topk_group=1,
               routed_scaling_factor=1.0, capacity_factor=0.0, use_shared=False):
-    h = float_array("hidden", hidden, ndim=2)
-    dtype = h.dtype
+    h, gate_weight, bias, w_gate, w_up, w_down, shared = moe_layer_args(
+        hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up, shared_down,
+        method, top_k, n_group, topk_group, routed_scaling_factor, capacity_factor, use_shared)
+    dtype, tokens = h.dtype, h.shape[0]
+    if tokens == 0:  # nothing to route
+        return {"y": h.copy(), "expert_ids": np.zeros((0, top_k), np.int64),
+                "weights": np.zeros((0, top_k), dtype), "kept": np.zeros((0, top_k), np.bool_)}
     hc = widen(h)
-    ws = {n: widen(float_array(n, w).astype(dtype)) for n, w in
-          (("gate_weight", gate_weight), ("w_gate", w_gate), ("w_up", w_up), ("w_down", w_down),
-           ("shared_gate", shared_gate), ("shared_up", shared_up), ("shared_down", shared_down))}
-    logits = hc @ ws["gate_weight"].T  # (T, E)
-    logits, bias = check_router_args(logits, bias, method, top_k, n_group, topk_group,
-                                     routed_scaling_factor, capacity_factor)
-    idx, weights, kept, _, _ = _router(logits, widen(bias.astype(dtype)), method, top_k, n_group,
-                                       topk_group, routed_scaling_factor, capacity_factor)
-    y = _experts(hc, idx, weights, kept, ws["w_gate"], ws["w_up"], ws["w_down"])
-    if use_shared:
-        y += _swiglu_rows(hc, ws["shared_gate"], ws["shared_up"], ws["shared_down"])
+    logits = hc @ widen(gate_weight).T  # (T, E)
+    idx, weights, kept, _, _ = _router(logits, widen(bias), method, top_k, n_group, topk_group,
+                                       routed_scaling_factor, capacity_factor)
+    y = _experts(hc, idx, weights, kept, widen(w_gate), widen(w_up), widen(w_down))
+    if shared is not None:
+        y += _swiglu_rows(hc, *(widen(w) for w in shared))
     return {"y": y.astype(dtype), "expert_ids": idx, "weights": weights.astype(dtype), "kept": kept}

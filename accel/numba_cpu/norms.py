@@ -71,11 +71,17 @@ def _normalise_channels(x, mean, var, weight, bias, eps, out):
                 out[i, c, k] = (x[i, c, k] - mean[c]) * scale + bias[c]
 
 
+def _rows(x):
+    """x as contiguous (rows, n) in its compute dtype; n = x.shape[-1]."""
+    return widen(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
 def layernorm(x, weight, bias, eps=1e-5):
     x, weight, bias, eps = layernorm_args(x, weight, bias, eps)
-    n = x.shape[-1]
+    if x.size == 0:  # nothing to normalise
+        return x.copy()
     weight, bias = widen(weight), widen(bias)
-    rows = widen(x).reshape(-1, n)  # (rows, n)
+    rows = _rows(x)  # (rows, n)
     out = np.empty_like(rows)
     _layernorm_rows(rows, weight, bias, rows.dtype.type(eps), out)
     return out.reshape(x.shape).astype(x.dtype)
@@ -83,9 +89,10 @@ def layernorm(x, weight, bias, eps=1e-5):
 
 def rmsnorm(x, weight, eps=1e-6, weight_offset=0.0):
     x, weight, eps, weight_offset = rmsnorm_args(x, weight, eps, weight_offset)
-    n = x.shape[-1]
+    if x.size == 0:  # nothing to normalise
+        return x.copy()
     weight = widen(weight)
-    rows = widen(x).reshape(-1, n)  # (rows, n)
+    rows = _rows(x)  # (rows, n)
     out = np.empty_like(rows)
     _rmsnorm_rows(rows, weight, rows.dtype.type(eps), rows.dtype.type(weight_offset), out)
     return out.reshape(x.shape).astype(x.dtype)
@@ -96,7 +103,7 @@ def batchnorm(x, weight, bias, running_mean, running_var, training=True, momentu
                                                 training, momentum, eps)
     weight, bias, running_mean, running_var = (widen(v) for v in vectors)
     channels = x.shape[1]
-    cube = widen(x).reshape(x.shape[0], channels, -1)  # (N, C, S)
+    cube = widen(x).reshape(x.shape[0], channels, math.prod(x.shape[2:]))  # (N, C, S)
     n = cube.shape[0] * cube.shape[2]
     if training:
         mean, var = np.empty_like(weight), np.empty_like(weight)

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.ref.sampling import ORDERS, check_sampling_args
+from llmref.ref.sampling import ORDERS, sample_tokens_args
 
 STEP_CODES = {"penalties": 0, "temperature": 1, "top_k": 2, "top_p": 3, "min_p": 4, "typical_p": 5}
 
@@ -170,7 +170,7 @@ def _sample_rows(x, prompt, output, temperature, top_k, top_p, min_p, typical_p,
 def sample_tokens(logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
                   repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel,
                   order="hf"):
-    x, prompt_ids, output_ids, top_k, g, per_row = check_sampling_args(
+    x, prompt_ids, output_ids, top_k, g, per_row = sample_tokens_args(
         logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
         repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel, order)
     xc = widen(x)

@@ -5,7 +5,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import rows_along
-from llmref.validate import axis_index, float_array
+from llmref.ref.softmax import log_softmax_args, softmax_args
 
 
 @numba.njit(cache=True)
@@ -32,16 +32,18 @@ def _softmax_rows(x, out, log):
 
 
 def _run(x, axis, log):
-    x = float_array("x", x, min_ndim=1, allow_neg_inf=True)
-    rows, restore = rows_along(x, axis_index("axis", axis, x.ndim))
+    """x and axis already validated; an empty x has nothing to normalise."""
+    if x.size == 0:
+        return x.copy()
+    rows, restore = rows_along(x, axis)
     out = np.empty_like(rows)
     _softmax_rows(rows, out, log)
     return restore(out)
 
 
 def softmax(x, axis=-1):
-    return _run(x, axis, False)
+    return _run(*softmax_args(x, axis), False)
 
 
 def log_softmax(x, axis=-1):
-    return _run(x, axis, True)
+    return _run(*log_softmax_args(x, axis), True)

@@ -10,9 +10,8 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.errors import InputError
-from llmref.ref.activations import GELU_TANH_CUBIC, SQRT_2_OVER_PI
-from llmref.validate import float_array, same_size
+from llmref.ref.activations import (GELU_TANH_CUBIC, SQRT_2_OVER_PI, geglu_args, gelu_args,
+                                    gelu_tanh_args, glu_args, relu_args, silu_args, swiglu_args)
 
 THREADS = 32 if simulated() else 128
 RELU, GELU, GELU_TANH, SILU = 0, 1, 2, 3
@@ -68,51 +67,45 @@ def _launch(kernel, inputs, out_shape, scalars=()):
 
 
 def _unary(x, kind):
-    x = float_array("x", x)
+    """x already validated."""
     flat = widen(x).reshape(-1)  # (n,)
     return _launch(_elementwise, [flat], flat.shape, (kind,)).reshape(x.shape).astype(x.dtype)
 
 
 def _gated_call(gate, up, kind):
-    gate = float_array("gate", gate, min_ndim=1)
-    up = float_array("up", up, min_ndim=1)
-    same_size("up", up.shape, gate.shape, "the shape of gate")
-    if up.dtype != gate.dtype:
-        raise InputError(f"up: has dtype {up.dtype} but gate has {gate.dtype}")
+    """gate and up already validated: one shape, one dtype."""
     flat_gate, flat_up = widen(gate).reshape(-1), widen(up).reshape(-1)  # (n,) each
     out = _launch(_gated, [flat_gate, flat_up], flat_gate.shape, (kind,))
     return out.reshape(gate.shape).astype(gate.dtype)
 
 
 def relu(x):
-    return _unary(x, RELU)
+    return _unary(relu_args(x), RELU)
 
 
 def gelu(x):
-    return _unary(x, GELU)
+    return _unary(gelu_args(x), GELU)
 
 
 def gelu_tanh(x):
-    return _unary(x, GELU_TANH)
+    return _unary(gelu_tanh_args(x), GELU_TANH)
 
 
 def silu(x):
-    return _unary(x, SILU)
+    return _unary(silu_args(x), SILU)
 
 
 def glu(x):
-    x = float_array("x", x, min_ndim=1)
-    if x.shape[-1] % 2:
-        raise InputError(f"x: last axis has odd size {x.shape[-1]}; glu splits it into two halves")
+    x = glu_args(x)
     half = x.shape[-1] // 2
-    rows = widen(x).reshape(-1, 2 * half)  # (rows, 2H)
+    rows = widen(x).reshape(math.prod(x.shape[:-1]), 2 * half)  # (rows, 2H)
     out = _launch(_glu, [rows], (rows.shape[0], half))
     return out.reshape(x.shape[:-1] + (half,)).astype(x.dtype)
 
 
 def swiglu(gate, up):
-    return _gated_call(gate, up, SILU)
+    return _gated_call(*swiglu_args(gate, up), SILU)
 
 
 def geglu(gate, up):
-    return _gated_call(gate, up, GELU_TANH)
+    return _gated_call(*geglu_args(gate, up), GELU_TANH)

@@ -2,6 +2,8 @@
 
 float16/bfloat16 inputs are widened to float32 on the host and the outputs rounded once back.
 """
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -60,6 +62,6 @@ def embedding(ids, weight, normalizer="none"):
 def lm_head(h, embedding, output_weight, tied=False):
     h, w = lm_head_args(h, embedding, output_weight, tied)
     w = widen(w)  # (V, D)
-    rows = widen(h).reshape(-1, h.shape[-1])  # (T, D)
+    rows = widen(h).reshape(math.prod(h.shape[:-1]), h.shape[-1])  # (T, D); T or D may be 0
     out = _launch(_logits, [rows, w], (rows.shape[0], w.shape[0]), rows.dtype, what="lm_head")
     return out.reshape(h.shape[:-1] + (w.shape[0],)).astype(h.dtype)

@@ -11,7 +11,7 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.ref.kd import (KINDS, check_attention_args, check_feature_args, check_kd_args,
+from llmref.ref.kd import (KINDS, kd_attention_args, kd_feature_args, kd_loss_args,
                            valid_tokens)
 
 THREADS = 32 if simulated() else 128
@@ -79,8 +79,8 @@ def _kd_rows(zs, zt, labels, kind, temperature, alpha, beta, losses, grad):
 
 def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", temperature=2.0,
             alpha=0.5, beta=0.5, ignore_index=-100):
-    z_s, z_t, labels, mask = check_kd_args(student_logits, teacher_logits, labels, mask, kind,
-                                           temperature, alpha, beta, ignore_index)
+    z_s, z_t, labels, mask = kd_loss_args(student_logits, teacher_logits, labels, mask, kind,
+                                          temperature, alpha, beta, ignore_index)
     if kind == "jsd" and beta in (0.0, 1.0):  # the endpoints are the KL limits
         kind = "forward_kl" if beta == 0 else "reverse_kl"
     vocab = z_s.shape[-1]
@@ -138,12 +138,14 @@ def _hint_grads(h_s, w, residual, grad_student, grad_projection):
 
 
 def _grid2(n, m):
+    """At least one block per axis (a zero-size grid is not a valid launch); the kernels
+    check their bounds."""
     side = 8 if simulated() else 16
-    return ((n + side - 1) // side, (m + side - 1) // side), (side, side)
+    return (max(1, (n + side - 1) // side), max(1, (m + side - 1) // side)), (side, side)
 
 
 def kd_feature(student_features, teacher_features, projection):
-    h_s, h_t, w = check_feature_args(student_features, teacher_features, projection)
+    h_s, h_t, w = kd_feature_args(student_features, teacher_features, projection)
     hc, tc, wc = widen(h_s), widen(h_t), widen(w)
     n, ds = hc.shape
     dt = tc.shape[1]
@@ -187,7 +189,7 @@ def _attention_rows(a_s, a_t, kl, row_loss, grad):
 
 
 def kd_attention(student_attention, teacher_attention, kind="mse"):
-    a_s, a_t = check_attention_args(student_attention, teacher_attention, kind)
+    a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind)
     shape = a_s.shape
     s2 = widen(a_s.reshape(-1, shape[-1]))  # (B*H*L, K)
     t2 = widen(a_t.reshape(-1, shape[-1]))

@@ -14,8 +14,7 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.ref.moe import METHODS, check_router_args
-from llmref.validate import float_array
+from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
 THREADS = 32 if simulated() else 128
 
@@ -146,8 +145,8 @@ def _router_device(logits, bias, method, top_k, n_group, topk_group, routed_scal
 
 def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
                routed_scaling_factor=1.0, capacity_factor=0.0):
-    logits, bias = check_router_args(logits, bias, method, top_k, n_group, topk_group,
-                                     routed_scaling_factor, capacity_factor)
+    logits, bias = moe_router_args(logits, bias, method, top_k, n_group, topk_group,
+                                   routed_scaling_factor, capacity_factor)
     out = _router_device(widen(logits), widen(bias), method, top_k, n_group, topk_group,
                          routed_scaling_factor, capacity_factor)
     dtype = logits.dtype
@@ -209,8 +208,10 @@ def _combine(expert_out, position, weights, shared_out, use_shared, y):
 
 
 def _grid2(n, m):
+    """At least one block per axis (a zero-size grid is not a valid launch); the kernels
+    check their bounds."""
     side = 8 if simulated() else 16
-    return ((n + side - 1) // side, (m + side - 1) // side), (side, side)
+    return (max(1, (n + side - 1) // side), max(1, (m + side - 1) // side)), (side, side)
 
 
 def _grouped_swiglu(d_h, rows, row_expert, d_wg, d_wu, d_wd, dim, ffn, dtype):
@@ -227,22 +228,21 @@ def _grouped_swiglu(d_h, rows, row_expert, d_wg, d_wu, d_wd, dim, ffn, dtype):
 def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
               shared_down, method="mixtral", top_k=2, n_group=1, topk_group=1,
               routed_scaling_factor=1.0, capacity_factor=0.0, use_shared=False):
-    h = float_array("hidden", hidden, ndim=2)
-    dtype = h.dtype
+    h, gate_weight, bias, w_gate, w_up, w_down, shared = moe_layer_args(
+        hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up, shared_down,
+        method, top_k, n_group, topk_group, routed_scaling_factor, capacity_factor, use_shared)
+    dtype, (tokens, dim) = h.dtype, h.shape
+    if tokens == 0:  # nothing to route, no kernel to launch
+        return {"y": h.copy(), "expert_ids": np.zeros((0, top_k), np.int64),
+                "weights": np.zeros((0, top_k), dtype), "kept": np.zeros((0, top_k), np.bool_)}
     hc = widen(h)
     dt = hc.dtype
-    ws = {n: widen(float_array(n, w).astype(dtype)) for n, w in
-          (("gate_weight", gate_weight), ("w_gate", w_gate), ("w_up", w_up), ("w_down", w_down),
-           ("shared_gate", shared_gate), ("shared_up", shared_up), ("shared_down", shared_down))}
-    tokens, dim = hc.shape
-    experts, ffn = ws["w_gate"].shape[:2]
+    experts, ffn = w_gate.shape[:2]
     d_h = cuda.to_device(hc)
     d_logits = cuda.device_array((tokens, experts), dtype=dt)
-    _matmul_t[_grid2(tokens, experts)](d_h, cuda.to_device(ws["gate_weight"]), d_logits)
-    logits, bias = check_router_args(d_logits.copy_to_host(), bias, method, top_k, n_group,
-                                     topk_group, routed_scaling_factor, capacity_factor)
-    routed = _router_device(logits, widen(bias.astype(dtype)), method, top_k, n_group, topk_group,
-                            routed_scaling_factor, capacity_factor)
+    _matmul_t[_grid2(tokens, experts)](d_h, cuda.to_device(widen(gate_weight)), d_logits)
+    routed = _router_device(d_logits.copy_to_host(), widen(bias), method, top_k, n_group,
+                            topk_group, routed_scaling_factor, capacity_factor)
     idx, weights, kept = routed["expert_ids"], routed["weights"], routed["kept"]
     # dispatch: kept assignments sorted by expert, token order within an expert
     tok, slot = np.nonzero(kept)
@@ -251,21 +251,20 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
     position = np.full((tokens, top_k), -1, dtype=np.int64)
     position[tok, slot] = np.arange(tok.size)
     d_out = (_grouped_swiglu(d_h, tok.astype(np.int64), idx[tok, slot].astype(np.int64),
-                             cuda.to_device(ws["w_gate"]), cuda.to_device(ws["w_up"]),
-                             cuda.to_device(ws["w_down"]), dim, ffn, dt)
+                             cuda.to_device(widen(w_gate)), cuda.to_device(widen(w_up)),
+                             cuda.to_device(widen(w_down)), dim, ffn, dt)
              if tok.size else cuda.device_array((1, dim), dtype=dt))
-    if use_shared:
+    if shared is not None:
+        sg, su, sd = (widen(w)[None] for w in shared)  # one expert: (1, S, D), (1, S, D), (1, D, S)
         d_shared = _grouped_swiglu(d_h, np.arange(tokens, dtype=np.int64), np.zeros(tokens, np.int64),
-                                   cuda.to_device(ws["shared_gate"][None]),
-                                   cuda.to_device(ws["shared_up"][None]),
-                                   cuda.to_device(ws["shared_down"][None]), dim,
-                                   ws["shared_gate"].shape[0], dt)
+                                   cuda.to_device(sg), cuda.to_device(su), cuda.to_device(sd), dim,
+                                   sg.shape[1], dt)
     else:
         d_shared = cuda.device_array((1, 1), dtype=dt)
     y_buf = guarded_host_buffer(hc.size, dt)
     d_y = cuda.to_device(y_buf)
     _combine[_grid2(tokens, dim)](d_out, cuda.to_device(position), cuda.to_device(weights),
-                                  d_shared, use_shared, interior(d_y, hc.size).reshape(hc.shape))
+                                  d_shared, shared is not None, interior(d_y, hc.size).reshape(hc.shape))
     y_buf = d_y.copy_to_host()
     check_guards(y_buf, hc.size, "numba-cuda moe_layer (y)")
     return {"y": interior(y_buf, hc.size).reshape(hc.shape).astype(dtype),

@@ -117,11 +117,17 @@ def _checked(d_buf, shape, what):
     return interior(buf, n).reshape(shape)
 
 
+def _rows(x):
+    """x as contiguous (rows, n) in its compute dtype; n = x.shape[-1]."""
+    return widen(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
 def layernorm(x, weight, bias, eps=1e-5):
     x, weight, bias, eps = layernorm_args(x, weight, bias, eps)
-    n = x.shape[-1]
+    if x.size == 0:  # nothing to normalise, and no blocks to launch
+        return x.copy()
     weight, bias = widen(weight), widen(bias)
-    rows = widen(x).reshape(-1, n)  # (rows, n)
+    rows = _rows(x)  # (rows, n)
     d_buf, d_out = _guarded_output(rows.shape, rows.dtype)
     _kernel("layernorm", rows.dtype)[rows.shape[0], THREADS](
         cuda.to_device(rows), cuda.to_device(weight), cuda.to_device(bias), rows.dtype.type(eps), d_out)
@@ -130,9 +136,10 @@ def layernorm(x, weight, bias, eps=1e-5):
 
 def rmsnorm(x, weight, eps=1e-6, weight_offset=0.0):
     x, weight, eps, weight_offset = rmsnorm_args(x, weight, eps, weight_offset)
-    n = x.shape[-1]
+    if x.size == 0:  # nothing to normalise, and no blocks to launch
+        return x.copy()
     weight = widen(weight)
-    rows = widen(x).reshape(-1, n)  # (rows, n)
+    rows = _rows(x)  # (rows, n)
     d_buf, d_out = _guarded_output(rows.shape, rows.dtype)
     _kernel("rmsnorm", rows.dtype)[rows.shape[0], THREADS](
         cuda.to_device(rows), cuda.to_device(weight), rows.dtype.type(eps),
@@ -143,9 +150,11 @@ def rmsnorm(x, weight, eps=1e-6, weight_offset=0.0):
 def batchnorm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
     x, *vectors, momentum, eps = batchnorm_args(x, weight, bias, running_mean, running_var,
                                                 training, momentum, eps)
+    if x.size == 0:  # no channels, or (evaluation) no values: statistics unchanged, no blocks
+        return x.copy(), vectors[2].copy(), vectors[3].copy()
     weight, bias, running_mean, running_var = (widen(v) for v in vectors)
     channels = x.shape[1]
-    cube = widen(x).reshape(x.shape[0], channels, -1)  # (N, C, S)
+    cube = widen(x).reshape(x.shape[0], channels, math.prod(x.shape[2:]))  # (N, C, S)
     n = cube.shape[0] * cube.shape[2]
     d_cube = cuda.to_device(cube)
     if training:

@@ -15,7 +15,7 @@ from numba import cuda
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
 from llmref.backends import simulated
-from llmref.ref.sampling import ORDERS, check_sampling_args
+from llmref.ref.sampling import ORDERS, sample_tokens_args
 
 THREADS = 32 if simulated() else 64
 STEP_CODES = {"penalties": 0, "temperature": 1, "top_k": 2, "top_p": 3, "min_p": 4, "typical_p": 5}
@@ -220,11 +220,14 @@ def _sample_rows(z, prompt, output, temperature, top_k, top_p, min_p, typical_p,
 def sample_tokens(logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
                   repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel,
                   order="hf"):
-    x, prompt_ids, output_ids, top_k, g, per_row = check_sampling_args(
+    x, prompt_ids, output_ids, top_k, g, per_row = sample_tokens_args(
         logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
         repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel, order)
     z = widen(x)
     rows = z.shape[0]
+    if rows == 0:  # no rows to sample, no blocks to launch
+        none = np.zeros(0, np.int64)
+        return {"probs": x.copy(), "sampled_ids": none, "gumbel_ids": none.copy(), "greedy_ids": none.copy()}
     dev = {k: cuda.to_device(v.astype(z.dtype)) for k, v in per_row.items()}
     steps = np.array([STEP_CODES[s] for s in ORDERS[order]], dtype=np.int64)
     probs_buf = guarded_host_buffer(z.size, z.dtype)

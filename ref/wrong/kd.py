@@ -7,8 +7,8 @@ from llmref.ref import kd
 def _reduce(student_logits, teacher_logits, labels, mask, kind, temperature, alpha, beta,
             ignore_index, token_fn, divisor=None):
     """The reference's per-valid-token mean around a replaced per-token function."""
-    z_s, z_t, labels, mask = kd.check_kd_args(student_logits, teacher_logits, labels, mask, kind,
-                                              temperature, alpha, beta, ignore_index)
+    z_s, z_t, labels, mask = kd.kd_loss_args(student_logits, teacher_logits, labels, mask, kind,
+                                             temperature, alpha, beta, ignore_index)
     vocab = z_s.shape[-1]
     valid = kd.valid_tokens(labels, mask, ignore_index).reshape(-1)
     per_token, dz = token_fn(z_s.reshape(-1, vocab)[valid], z_t.reshape(-1, vocab)[valid],

@@ -6,7 +6,7 @@ from llmref.ref import sampling as ref
 
 def _sample(args, steps=None, order_steps=None, penalties=ref.apply_penalties):
     """The reference pipeline with some steps replaced."""
-    x, prompt_ids, output_ids, top_k, g, per_row = ref.check_sampling_args(**args)
+    x, prompt_ids, output_ids, top_k, g, per_row = ref.sample_tokens_args(**args)
     fns = {"temperature": ref.apply_temperature, "top_k": ref.top_k_filter,
            "top_p": ref.top_p_filter, "min_p": ref.min_p_filter,
            "typical_p": ref.typical_p_filter}
