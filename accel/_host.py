@@ -4,6 +4,8 @@ Kernels see contiguous 2-D (rows, n) arrays in a compute dtype: float64 for floa
 float32 otherwise (float16 and bfloat16 inputs are widened exactly, accumulated in float32,
 and the result is rounded once back to the input dtype).
 """
+import math
+
 import numpy as np
 
 from llmref.dtypes import accumulation_dtype, is_float_dtype
@@ -19,7 +21,8 @@ def rows_along(x: np.ndarray, axis: int):
     """(rows, n) contiguous view of x with `axis` last, and a function undoing it."""
     moved = np.moveaxis(x, axis, -1)  # (..., n)
     shape = moved.shape
-    rows = np.ascontiguousarray(moved.reshape(-1, shape[-1]).astype(compute_dtype(x.dtype)))
+    flat = moved.reshape(math.prod(shape[:-1]), shape[-1])  # (rows, n); also when n == 0
+    rows = np.ascontiguousarray(flat.astype(compute_dtype(x.dtype)))
 
     def restore(y2d, dtype=x.dtype):
         return np.moveaxis(y2d.reshape(shape), -1, axis).astype(dtype)

@@ -195,6 +195,13 @@ def select_cases(spec: Spec, cases, tier):
 
 def judge(spec: Spec, case, at: CaseAt, dtype: str, reply: Reply, repro: str) -> CaseResult:
     """The outcome of one case from the implementation's reply to it."""
+    if at.error is not None:  # the spec rejects these inputs: raising is the right answer
+        if reply.status == "error":
+            return CaseResult(case.id, Outcome.PASSED, f"raised, as the spec requires: {reply.detail}",
+                              repro=repro)
+        if reply.status == "ok":
+            return CaseResult(case.id, Outcome.ERROR_EXPECTED, "returned outputs, but the spec rejects "
+                              f"these inputs (the reference raises: {at.error})", repro=repro)
     if reply.status != "ok":
         return CaseResult(case.id, _REPLY_OUTCOME[reply.status], reply.detail, repro=repro)
     comparisons = compare_outputs(spec, case, at, reply.outputs, dtype)

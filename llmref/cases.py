@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmref.dtypes import is_float_dtype, round_to
+from llmref.errors import InputError, SpecError
 from llmref.spec import Case, Spec, resolve
 
 GENERATOR_VERSION = 2  # bump when the way goldens are computed or laid out changes
@@ -52,6 +53,7 @@ class CaseAt:
     expected: dict   # output name -> expected value (floats as float64)
     ties: dict = field(default_factory=dict)    # output -> (near_tie mask, alternative value)
     bounds: dict = field(default_factory=dict)  # output -> extra absolute error allowed per element
+    error: str | None = None  # a case the spec rejects: the reference's message (no outputs)
 
 
 def case_seed(component: str, case_id: str) -> int:
@@ -72,7 +74,7 @@ def case_digest(spec: Spec, case: Case) -> str:
     definition = {
         "component": spec.id, "spec_version": spec.version, "generator_version": GENERATOR_VERSION,
         "case": {"id": case.id, "tier": case.tier, "dims": case.dims, "inputs": case.inputs,
-                 "params": case.params,
+                 "params": case.params, **({"expect": case.expect} if case.expect != "outputs" else {}),
                  "generator": case.generator.partition(":")[2] if case.generator else None},
         "inputs": [[t.name, t.dtype, list(t.shape)] for t in spec.inputs],
         "outputs": [[t.name, t.dtype, list(t.shape)] for t in spec.outputs],
@@ -174,6 +176,8 @@ def compute_case(spec: Spec, case: Case, dtypes=None) -> dict:
 def compute_at(spec: Spec, case: Case, inputs: dict, dtype: str) -> CaseAt:
     fed = inputs_at(spec, inputs, dtype)
     wide = widen(fed)
+    if case.expect == "error":
+        return CaseAt(fed, {}, error=reference_error(spec, case, wide))
     expected = call(resolve(spec.ref), spec, wide, case.params)
     expected = {t.name: _as_stored(expected[t.name]) for t in spec.outputs}
     ties = {}
@@ -183,6 +187,16 @@ def compute_at(spec: Spec, case: Case, inputs: dict, dtype: str) -> CaseAt:
     if spec.tolerance.get("bound") is not None:
         bounds = resolve(spec.tolerance["bound"])(dtype, **wide, **copy.deepcopy(case.params))
     return CaseAt(fed, expected, ties, bounds)
+
+
+def reference_error(spec: Spec, case: Case, inputs: dict) -> str:
+    """The reference's InputError message on a case the spec declares an error."""
+    try:
+        call(resolve(spec.ref), spec, inputs, case.params)
+    except InputError as exc:
+        return str(exc)
+    raise SpecError(f"{spec.id}.yaml: cases[{case.id}].expect: the case expects an error, "
+                    "but the reference returned outputs")
 
 
 def _as_stored(value):

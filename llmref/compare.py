@@ -21,6 +21,7 @@ class Outcome(str, Enum):
     NAN_INF_MISMATCH = "NAN_INF_MISMATCH"
     NUMERICAL_MISMATCH = "NUMERICAL_MISMATCH"
     RUNTIME_ERROR = "RUNTIME_ERROR"
+    ERROR_EXPECTED = "ERROR_EXPECTED"  # returned outputs where the spec rejects the inputs
     TIMEOUT = "TIMEOUT"
     CRASHED = "CRASHED"
     UNSUPPORTED = "UNSUPPORTED"

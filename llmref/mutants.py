@@ -47,7 +47,10 @@ class MutantCheck:
 
 
 def check_case(spec, case, at: CaseAt, dtype: str) -> list:
-    """The control and every trivial mutant, for every output of one case at one dtype."""
+    """The control and every trivial mutant, for every output of one case at one dtype (none
+    for a case the spec rejects: it has no outputs to mutate)."""
+    if at.error is not None:
+        return []
     kinds = {t.name: t.dtype for t in spec.outputs}
     correct = {name: as_returned(value, kinds[name], dtype) for name, value in at.expected.items()}
     checks = []

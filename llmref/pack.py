@@ -32,7 +32,7 @@ def spec_json(spec) -> dict:
     cases = []
     for case in spec.cases:
         entry = {"id": case.id, "tier": case.tier, "dims": case.dims, "params": case.params,
-                 "note": case.note, "stored": case.tier == "smoke"}
+                 "note": case.note, "stored": case.tier == "smoke", "expect": case.expect}
         entry["bounds"] = {}
         for dtype in spec.dtypes:
             t = tolerance_for(spec, case, dtype)

@@ -49,6 +49,7 @@ class Case:
     params: dict
     generator: str | None  # 'module:function' building all inputs, instead of `inputs`
     note: str
+    expect: str = "outputs"  # or "error": the spec rejects these inputs, so must the implementation
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Spec:
     cases: tuple
     wrong_variants: tuple
     path: Path
+    bench: dict | None = None  # the benchmark shape and what it moves (llmref.bench)
 
     def case(self, case_id: str) -> Case:
         for case in self.cases:
@@ -197,12 +199,13 @@ def _parse_spec(data, path) -> Spec:
                 definition=f.get(data, "definition", str), conventions=conventions,
                 references=references, ref=ref, ties=ties, accel=accel, inputs=inputs,
                 params=params, outputs=outputs, dtypes=dtypes, tolerance=tolerance, cases=cases,
-                wrong_variants=variants, path=Path(path))
+                wrong_variants=variants, path=Path(path),
+                bench=_bench(f, data.get("bench"), inputs, params, tolerance, dtypes, shape_dims))
 
 
 _TOP_KEYS = ("id", "version", "summary", "definition", "conventions", "references", "ref",
              "ties", "accel", "inputs", "params", "outputs", "dtypes", "tolerance", "cases",
-             "wrong_variants")
+             "wrong_variants", "bench")
 
 
 class _Fields:
@@ -350,7 +353,7 @@ def _case(f, i, c, inputs, params, tolerance, shape_dims) -> Case:
     where = f"cases[{i}]"
     f.need(isinstance(c, dict), where, "must be a mapping")
     for key in c:
-        f.need(key in ("id", "tier", "dims", "inputs", "params", "generator", "note"),
+        f.need(key in ("id", "tier", "dims", "inputs", "params", "generator", "note", "expect"),
                f"{where}.{key}", "unknown field")
     cid = f.get(c, "id", str, f"{where}.")
     f.need(_ID.match(cid) is not None, f"{where}.id", "must be lower_snake_case")
@@ -397,7 +400,9 @@ def _case(f, i, c, inputs, params, tolerance, shape_dims) -> Case:
             used.add(part)
     for name in dims:
         f.need(name in used, f"{where}.dims.{name}", "is not a dim of any declared shape, the reduction or the generator")
-    return Case(cid, tier, dict(dims), case_inputs, full, generator, str(c.get("note", "")))
+    expect = c.get("expect", "outputs")
+    f.need(expect in ("outputs", "error"), f"{where}.expect", "must be 'outputs' or 'error'")
+    return Case(cid, tier, dict(dims), case_inputs, full, generator, str(c.get("note", "")), expect)
 
 
 def _check_generator_dims(f, where, generator, dims):
@@ -468,6 +473,32 @@ def _bind_values(f, where, values, tensor, dims) -> set:
                    f"has {declared} = {size}, but the case's dims say {dims[declared]}")
             bound.add(declared)
     return bound
+
+
+def _bench(f, raw, inputs, params, tolerance, dtypes, shape_dims):
+    """The `bench:` section: a case-like shape plus `bytes`, `flops`, `peers`, `dtypes`, `tiny`."""
+    if raw is None:
+        return None
+    f.need(isinstance(raw, dict), "bench", "must be a mapping")
+    allowed = ("dims", "tiny", "inputs", "generator", "params", "bytes", "flops", "peers", "dtypes", "note")
+    for key in raw:
+        f.need(key in allowed, f"bench.{key}", f"unknown field (allowed: {', '.join(allowed)})")
+    f.need(isinstance(raw.get("bytes"), str) and raw["bytes"].strip(), "bench.bytes",
+           "state the bytes the operation must read and write, as arithmetic over the dims and e")
+    f.need(raw.get("flops") is None or isinstance(raw["flops"], str), "bench.flops", "must be arithmetic text")
+    peers = raw.get("peers") or {}
+    f.need(isinstance(peers, dict) and all(isinstance(t, str) and _TARGET.match(t) for t in peers.values()),
+           "bench.peers", "must map a library name to 'module:function'")
+    for d in raw.get("dtypes") or []:
+        f.need(d in dtypes, "bench.dtypes", f"{d!r} is not in the spec's dtypes")
+    tiny = raw.get("tiny") or {}
+    f.need(isinstance(tiny, dict) and all(isinstance(v, int) for v in tiny.values()), "bench.tiny",
+           "must map dims to small sizes")
+    case = {k: raw[k] for k in ("dims", "inputs", "generator", "params") if k in raw}
+    for dims in (raw.get("dims") or {}, {**(raw.get("dims") or {}), **tiny}):
+        _case(f, "bench", {"id": "bench", "tier": "full", **case, "dims": dims}, inputs, params,
+              tolerance, shape_dims)
+    return dict(raw)
 
 
 def _variant(f, i, v, dtypes, case_ids) -> WrongVariant:

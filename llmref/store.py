@@ -88,7 +88,10 @@ def encode_case(spec: Spec, case, data: dict) -> bytes:
         "generator_version": str(GENERATOR_VERSION), "format_version": str(FORMAT_VERSION),
         "definition": case_digest(spec, case), "seed": str(case_seed(spec.id, case.id)),
         "params": json.dumps(case.params, sort_keys=True), "rounding": ROUNDING,
+        "expect": case.expect,
     }
+    if case.expect == "error":
+        metadata["error"] = data["float64"].error
     return dumps(tensors, metadata)
 
 
@@ -100,8 +103,8 @@ def _encode(value) -> np.ndarray:
     return np.ascontiguousarray(value)
 
 
-def decode_case(spec: Spec, tensors: dict, dtype: str, where: str) -> CaseAt:
-    """The CaseAt for `dtype` from a golden file's tensors."""
+def decode_case(spec: Spec, tensors: dict, dtype: str, where: str, metadata=None) -> CaseAt:
+    """The CaseAt for `dtype` from a golden file's tensors (and metadata, for error cases)."""
     def get(key):
         if key not in tensors:
             raise GoldenError(f"{where}: lacks tensor {key!r} ({regenerate_hint(spec.id)})")
@@ -111,6 +114,8 @@ def decode_case(spec: Spec, tensors: dict, dtype: str, where: str) -> CaseAt:
     for t in spec.inputs:
         key = golden_key("input", t.name, dtype if t.dtype == "float" else "float64")
         inputs[t.name] = _decode(t.dtype, get(key))
+    if (metadata or {}).get("expect") == "error":
+        return CaseAt(inputs, {}, error=metadata.get("error", ""))
     expected = {t.name: _decode(t.dtype, get(golden_key("output", t.name, dtype)))
                 for t in spec.outputs}
     ties, bounds = {}, {}
@@ -241,10 +246,10 @@ def load_case(spec: Spec, case, dtype: str = "float64", root: Path | None = None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise GoldenError(f"{rel}: SHA-256 differs from MANIFEST.json (tampered or stale)")
     try:
-        tensors, _ = loads(data, rel)
+        tensors, metadata = loads(data, rel)
     except TensorFileError as exc:
         raise GoldenError(str(exc)) from None
-    return decode_case(spec, tensors, dtype, rel)
+    return decode_case(spec, tensors, dtype, rel, metadata)
 
 
 def _case_entry(spec: Spec, case, manifest: dict) -> dict:

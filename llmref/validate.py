@@ -18,6 +18,8 @@ def float_array(name, x, *, ndim=None, min_ndim=None, allow_nan=False, allow_inf
     """
     if isinstance(x, np.ndarray) and not is_float_dtype(x.dtype):
         raise InputError(f"{name}: expected a floating-point array, got dtype {x.dtype}")
+    if isinstance(x, (str, bytes)):
+        raise InputError(f"{name}: expected numbers, got {type(x).__name__}")
     arr = np.asarray(x)
     if not is_float_dtype(arr.dtype):
         try:
@@ -81,6 +83,13 @@ def integer(name, value, *, low=None, high=None) -> int:
     if high is not None and value > high:
         raise InputError(f"{name}: must be <= {high}, got {value}")
     return int(value)
+
+
+def flag(name, value) -> bool:
+    """Require a bool (NumPy's included); 0, 1 and strings are not flags."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
 
 
 def positive(name, value, *, allow_zero=False):

@@ -199,9 +199,10 @@ def _outputs_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("component", IDS)
 def test_every_param_changes_some_golden(component):
-    """Each param, substituted on the smoke cases, changes at least one case's output -- or is
-    refused with InputError on every case (a param pinned by the inputs' shapes). A param no
-    case exercises could be ignored by an implementation without any case noticing."""
+    """Each param, substituted on the smoke cases, changes at least one case's behaviour (its
+    outputs, or whether the spec rejects it: an `expect: error` case) -- or is refused with
+    InputError on every case (a param pinned by the inputs' shapes). A param no case
+    exercises could be ignored by an implementation without any case noticing."""
     from llmref.cases import make_inputs, widen
     from llmref.errors import InputError
 
@@ -209,19 +210,26 @@ def test_every_param_changes_some_golden(component):
     ref, names = resolve(spec.ref), [t.name for t in spec.outputs]
     smoke = [c for c in spec.cases if c.tier == "smoke"]
     data = {c.id: widen(make_inputs(spec, c)) for c in smoke}
+
+    def behaviour(case, params):
+        """The outputs, or None where the reference rejects the inputs."""
+        try:
+            return call_with(ref, names, data[case.id], params)
+        except InputError:
+            return None
+
     unexercised = []
     for name, declared in spec.params.items():
         changed = refused = tried = 0
         for case in smoke:
-            base = call_with(ref, names, data[case.id], case.params)
+            base = behaviour(case, case.params)
             for value in _param_perturbations(declared, case.params[name]):
                 tried += 1
-                try:
-                    out = call_with(ref, names, data[case.id], {**case.params, name: value})
-                except InputError:
+                out = behaviour(case, {**case.params, name: value})
+                if out is None and base is not None:
                     refused += 1
-                    continue
-                changed += not _outputs_equal(base, out)
+                elif (out is None) != (base is None) or (out is not None and not _outputs_equal(base, out)):
+                    changed += 1  # different outputs, or accepted where the default is an error
         if not changed and not (tried and refused == tried):
             unexercised.append(name)
     assert not unexercised, f"{component}: no case's output depends on {unexercised}"
