@@ -5,19 +5,11 @@
 //   rmsnorm:   y_j = x_j * rsqrt(sum_j x_j^2 / n + eps) * (weight_offset + w_j)
 //
 // Each statistic is a block-wide sum through shared memory. Inputs and weights are float,
-// __half or __nv_bfloat16 (raw 16-bit patterns from the host); accumulation is float32 and
-// each output is rounded once. Reference: llmref.ref.norms.
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+// f16_t or bf16_t (raw 16-bit patterns from the host, common.cuh); accumulation is float32
+// and each output is rounded once. Reference: llmref.ref.norms.
+#include "common.cuh"
 
 #define THREADS 256
-
-__device__ __forceinline__ float load(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float load(const __half* p, long i) { return __half2float(p[i]); }
-__device__ __forceinline__ float load(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void store(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(__half* p, long i, float v) { p[i] = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16_rn(v); }
 
 // Sum of one value per thread over the block, returned to every thread.
 __device__ float block_sum(float v, float* shared) {
@@ -68,20 +60,20 @@ extern "C" {
 __global__ void layernorm_f32(const float* x, const float* w, const float* b, float* y, int n, float eps) {
     layernorm_row(x, w, b, y, n, eps);
 }
-__global__ void layernorm_f16(const __half* x, const __half* w, const __half* b, __half* y, int n, float eps) {
+__global__ void layernorm_f16(const f16_t* x, const f16_t* w, const f16_t* b, f16_t* y, int n, float eps) {
     layernorm_row(x, w, b, y, n, eps);
 }
-__global__ void layernorm_bf16(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* b,
-                               __nv_bfloat16* y, int n, float eps) {
+__global__ void layernorm_bf16(const bf16_t* x, const bf16_t* w, const bf16_t* b,
+                               bf16_t* y, int n, float eps) {
     layernorm_row(x, w, b, y, n, eps);
 }
 __global__ void rmsnorm_f32(const float* x, const float* w, float* y, int n, float eps, float weight_offset) {
     rmsnorm_row(x, w, y, n, eps, weight_offset);
 }
-__global__ void rmsnorm_f16(const __half* x, const __half* w, __half* y, int n, float eps, float weight_offset) {
+__global__ void rmsnorm_f16(const f16_t* x, const f16_t* w, f16_t* y, int n, float eps, float weight_offset) {
     rmsnorm_row(x, w, y, n, eps, weight_offset);
 }
-__global__ void rmsnorm_bf16(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, int n,
+__global__ void rmsnorm_bf16(const bf16_t* x, const bf16_t* w, bf16_t* y, int n,
                              float eps, float weight_offset) {
     rmsnorm_row(x, w, y, n, eps, weight_offset);
 }

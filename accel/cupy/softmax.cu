@@ -2,19 +2,11 @@
 //
 // Three passes over the row, each a block-wide reduction through shared memory:
 //   m = max_j x_j;   s = sum_j exp(x_j - m);   y_j = exp(x_j - m) / s   (or x_j - m - log s).
-// Inputs are float, __half or __nv_bfloat16 (read as raw 16-bit patterns); accumulation is
+// Inputs are float, f16_t or bf16_t (raw 16-bit patterns, common.cuh); accumulation is
 // float32 and each output is rounded once. Reference: llmref.ref.softmax.
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "common.cuh"
 
 #define THREADS 256
-
-__device__ __forceinline__ float load(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float load(const __half* p, long i) { return __half2float(p[i]); }
-__device__ __forceinline__ float load(const __nv_bfloat16* p, long i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void store(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(__half* p, long i, float v) { p[i] = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, long i, float v) { p[i] = __float2bfloat16_rn(v); }
 
 // Block-wide reduction of one value per thread; `is_max` picks max, otherwise sum.
 __device__ float block_reduce(float v, float* shared, bool is_max) {
@@ -37,7 +29,7 @@ template <typename T>
 __device__ void softmax_row(const T* x, T* y, int n, int log_output) {
     __shared__ float shared[THREADS];
     const long base = (long)blockIdx.x * n;
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (int j = threadIdx.x; j < n; j += THREADS) m = fmaxf(m, load(x, base + j));
     m = block_reduce(m, shared, true);
     float s = 0.0f;
@@ -54,10 +46,10 @@ extern "C" {
 __global__ void softmax_f32(const float* x, float* y, int n, int log_output) {
     softmax_row(x, y, n, log_output);
 }
-__global__ void softmax_f16(const __half* x, __half* y, int n, int log_output) {
+__global__ void softmax_f16(const f16_t* x, f16_t* y, int n, int log_output) {
     softmax_row(x, y, n, log_output);
 }
-__global__ void softmax_bf16(const __nv_bfloat16* x, __nv_bfloat16* y, int n, int log_output) {
+__global__ void softmax_bf16(const bf16_t* x, bf16_t* y, int n, int log_output) {
     softmax_row(x, y, n, log_output);
 }
 }
