@@ -10,7 +10,7 @@ from llmref.accel.numba_cpu import mla as numba_cpu_mla
 from llmref.accel.numba_cuda import mla as numba_cuda_mla
 from llmref.cases import make_inputs
 from llmref.errors import InputError
-from llmref.ref.mla import mla, mla_absorbed_decode, softmax_scale
+from llmref.ref.mla import MlaParams, mla, mla_absorbed_decode, softmax_scale
 from llmref.spec import load_spec
 
 SPEC = load_spec("mla")
@@ -54,8 +54,9 @@ def test_absorbed_decode_equals_naive(seed, heads, d_nope, d_rope, d_v, length, 
 def test_softmax_scale_uses_the_query_key_width_and_squared_mscale():
     """DeepSeek-V3: 192^-0.5 * (0.1 ln 40 + 1)^2 (research notes, sec. 2.6: 0.13523378)."""
     expected = 192 ** -0.5 * (0.1 * np.log(40) + 1) ** 2
-    assert softmax_scale(128, 64, 40.0, 1.0) == pytest.approx(expected, rel=1e-15)
-    assert softmax_scale(128, 64, 1.0, 1.0) == pytest.approx(192 ** -0.5, rel=1e-15)
+    v3 = dict(d_nope=128, d_rope=64, mscale_all_dim=1.0)
+    assert softmax_scale(MlaParams(rope_factor=40.0, **v3)) == pytest.approx(expected, rel=1e-15)
+    assert softmax_scale(MlaParams(rope_factor=1.0, **v3)) == pytest.approx(192 ** -0.5, rel=1e-15)
 
 
 @pytest.mark.parametrize("name,override", [
@@ -84,6 +85,17 @@ def test_bad_input_names_the_argument(impl, name, override):
     inputs.update(override)
     with pytest.raises(InputError, match=f"^{name}:"):
         impl(**inputs, **params)
+
+
+@pytest.mark.parametrize("impl", MLA, ids=BACKENDS)
+def test_params_are_keyword_only_and_named_as_in_the_spec(impl):
+    """The nine inputs are positional; the sizes and RoPE scaling (MlaParams) only by name."""
+    inputs = _weights(np.random.default_rng(2))
+    assert impl(*inputs.values(), n_heads=2).shape == (1, 5, 16)
+    with pytest.raises(TypeError):
+        impl(*inputs.values(), 2)
+    with pytest.raises(TypeError):
+        impl(**inputs, heads=2)
 
 
 @pytest.mark.parametrize("impl", MLA, ids=BACKENDS)

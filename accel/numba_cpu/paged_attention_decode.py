@@ -1,45 +1,23 @@
-"""Paged KV write and paged decode attention as numba.njit kernels
-(reference: llmref.ref.paged_kv).
+"""Paged decode attention on numba-cpu (reference: llmref.ref.paged_attention_decode).
 
-Decode: one pass over each sequence's blocks per (sequence, KV head), with an online softmax
-(running max m, running sum l, running weighted sum acc) for every query head of the GQA
-group, updated once per block; each block is read while it is in cache by all the heads of
-the group. float16/bfloat16 inputs are widened to
-float32; the result is rounded once to the input dtype.
+Why this loop is not shared with numba-cuda (llmref.accel.numba_cuda.paged_attention_decode):
+the two walk the same sums in the order each machine reads memory best. Here one CPU thread
+takes a (sequence, KV head) pair and reads each block once for all the query heads of its
+GQA group, while it is in cache; the GPU backend gives every (sequence, query head) a thread
+block whose threads split the head dimension and reduce q . k in shared memory (and the cupy
+backend adds split-K over the context). The math is the same online softmax either way.
+
+Per (sequence, KV head) and per block: the scores of every query head of the group against
+the block's tokens, then one online-softmax rescale per head and block (running max m,
+running sum l, running weighted sum acc). Checked by the reference's
+paged_attention_decode_args; float16/bfloat16 inputs are widened to float32; the result is
+rounded once to the input dtype.
 """
 import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.ref.paged_kv import kv_write_args, paged_attention_decode_args
-
-
-@numba.njit(cache=True)
-def _scatter_rows(src, slot_mapping, pool):
-    """pool[slot_mapping[t]] = src[t] for every slot >= 0 (rows of raw words)."""
-    for t in range(src.shape[0]):
-        slot = slot_mapping[t]
-        if slot >= 0:
-            pool[slot, :] = src[t, :]
-
-
-def _raw_rows(x, rows):
-    """(rows, row_bytes // 2) uint16 view of a contiguous array: a bit-exact copy unit."""
-    return np.ascontiguousarray(x).view(np.uint16).reshape(rows, -1)
-
-
-def kv_write(key, value, slot_mapping, k_cache, v_cache):
-    key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
-                                                               k_cache, v_cache)
-    if key.shape[0] == 0:  # no new token: the pools unchanged
-        return k_cache.copy(), v_cache.copy()
-    slots = k_cache.shape[0] * k_cache.shape[1]
-    k_out, v_out = k_cache.copy(), v_cache.copy()
-    for src, pool in ((key, k_out), (value, v_out)):
-        _scatter_rows(_raw_rows(src, src.shape[0]), slot_mapping.astype(np.int64),
-                      pool.view(np.uint16).reshape(slots, -1))  # (slots, Hkv*D words), a view
-    return k_out, v_out
-
+from llmref.ref.paged_attention_decode import paged_attention_decode_args
 
 # Reassociation lets LLVM vectorise the dot products and row updates; no flag assumes
 # finite values (the running max starts at -inf).
@@ -48,10 +26,7 @@ FAST = {"reassoc", "contract"}
 
 @numba.njit(cache=True, parallel=True, fastmath=FAST)
 def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out):
-    """out[b, h] = softmax(scale * K q) V over the tokens reached through block_tables[b].
-
-    Per (sequence, KV head) and per block: scores of every query head of the group against
-    the block's tokens, then one online-softmax rescale per head and block."""
+    """out[b, h] = softmax(scale * K q) V over the tokens reached through block_tables[b]."""
     batch, hq, d = q.shape
     block_size, hkv = k_cache.shape[1], k_cache.shape[2]
     group = hq // hkv

@@ -1,10 +1,10 @@
 """KV-cache memory: max-length contiguous reservation vs paged blocks, for a request mix.
 
-    python bench/kv_memory.py [--out bench/results/kv_memory.json]
+    python bench/paged_kv_allocator.py [--out bench/results/paged_kv_allocator.json]
 
 For a seeded mix of requests with varied prompt and output lengths, reports the KV bytes
 each allocation policy reserves for the whole batch and the share of them holding real
-tokens (llmref.ref.paged_kv.kv_memory_accounting), and checks the paged figure by
+tokens (kv_memory_accounting), and checks the paged figure by
 allocating every request in the reference block allocator. The vLLM paper (Kwon et al.,
 SOSP 2023, fig. 2) measured 20.4-38.2 % of KV memory holding token states in earlier
 systems and 96.3 % with PagedAttention; this is a static accounting, not their trace.
@@ -15,6 +15,10 @@ import os
 import sys
 
 import numpy as np
+
+from llmref.errors import InputError
+from llmref.ref.paged_kv_allocator import PagedKVCache
+from llmref.validate import int_array
 
 MAX_SEQ_LEN = 2048     # OPT / LLaMA-1 context window, as in the vLLM paper's experiments
 BLOCK_SIZES = (16, 32)  # vLLM's default 16; the paper finds 16-32 best on Alpaca
@@ -31,10 +35,35 @@ def request_mix(rng, n):
     return prompts, outputs
 
 
+def kv_memory_accounting(prompt_lens, output_lens, max_seq_len, block_size, bytes_per_token):
+    """KV bytes reserved for a batch of requests, and the share holding real tokens.
+
+    contiguous: every request reserves max_seq_len slots up front (max-length preallocation);
+    pow2:       a request reserves the next power of two >= its final length (an allocator
+                that knows the length in advance but rounds sizes, like Orca (Pow2));
+    paged:      a request holds ceil((prompt + output) / block_size) blocks, so at most
+                block_size - 1 slots of its last block are empty.
+    used = sum(prompt + output) token slots in both cases.
+    Returns a dict of byte counts and the fractions used / reserved.
+    """
+    prompt_lens = int_array("prompt_lens", prompt_lens, ndim=1, low=1)
+    output_lens = int_array("output_lens", output_lens, ndim=1, low=1)
+    if output_lens.size != prompt_lens.size:
+        raise InputError(f"output_lens: {output_lens.size} entries for {prompt_lens.size} prompts")
+    lengths = prompt_lens.astype(np.int64) + output_lens
+    if lengths.max() > max_seq_len:
+        raise InputError(f"max_seq_len: {max_seq_len} is below the longest request {lengths.max()}")
+    used = int(lengths.sum()) * bytes_per_token
+    contiguous = lengths.size * max_seq_len * bytes_per_token
+    pow2 = int((2 ** np.ceil(np.log2(lengths))).sum()) * bytes_per_token
+    paged = int((-(-lengths // block_size)).sum()) * block_size * bytes_per_token
+    return {"used_bytes": used, "contiguous_bytes": contiguous, "pow2_bytes": pow2,
+            "paged_bytes": paged, "contiguous_utilization": used / contiguous,
+            "pow2_utilization": used / pow2, "paged_utilization": used / paged}
+
+
 def blocks_in_allocator(lengths, block_size):
     """Blocks the reference allocator hands out when every request holds its full length."""
-    from llmref.ref.paged_kv import PagedKVCache
-
     total = int((-(-lengths // block_size)).sum())
     cache = PagedKVCache(total, block_size, prefix_caching=False)
     for seq, n in enumerate(lengths.tolist()):
@@ -45,10 +74,9 @@ def blocks_in_allocator(lengths, block_size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results/kv_memory.json")
+    parser.add_argument("--out", default="bench/results/paged_kv_allocator.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from llmref.ref.paged_kv import kv_memory_accounting
 
     prompts, outputs = request_mix(np.random.default_rng(args.seed), NUM_REQUESTS)
     lengths = prompts + outputs
@@ -62,7 +90,7 @@ def main():
               f"{acc['contiguous_utilization']:.1%}, power-of-two {acc['pow2_utilization']:.1%}, "
               f"paged {acc['paged_utilization']:.1%}  (reserved GB: {acc['contiguous_bytes'] / 1e9:.1f} / "
               f"{acc['pow2_bytes'] / 1e9:.1f} / {acc['paged_bytes'] / 1e9:.1f})")
-    result = {"benchmark": "kv_memory",
+    result = {"benchmark": "paged_kv_allocator",
               "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
               "workload": {"requests": NUM_REQUESTS, "seed": args.seed, "max_seq_len": MAX_SEQ_LEN,
                            "bytes_per_token": BYTES_PER_TOKEN,

@@ -1,7 +1,7 @@
 """Paged-attention decode: achieved KV-read bandwidth on the GPU, or numba-cpu vs NumPy.
 
-    python bench/paged_attention.py [--out FILE]      GPU: the CUDA C kernel (cupy backend)
-    python bench/paged_attention.py --cpu [--out FILE]  CPU: numba-cpu vs the NumPy reference
+    python bench/paged_attention_decode.py [--out FILE]      GPU: the CUDA C kernel (cupy backend)
+    python bench/paged_attention_decode.py --cpu [--out FILE]  CPU: numba-cpu vs the NumPy reference
 
 GPU mode, per (batch, context) with Hq = 32, Hkv = 8, D = 128, float16, block size 16 and
 random block tables (every block read once):
@@ -13,7 +13,7 @@ random block tables (every block read once):
   * ratios to contiguous baselines in the same run: the same kernel on an identity block
     table (a contiguous cache), and torch scaled_dot_product_attention on the gathered cache
     when a CUDA build of torch is present.
-Results go to bench/results/paged_attention_<device>.json. Without a GPU it exits with a
+Results go to bench/results/paged_attention_decode_<device>.json. Without a GPU it exits with a
 message saying so.
 """
 import argparse
@@ -57,9 +57,9 @@ def cpu_main(args):
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     import numba
 
-    from llmref.accel.numba_cpu.paged_kv import paged_attention_decode as numba_decode
-    from llmref.ref.paged_kv import decode_case
-    from llmref.ref.paged_kv import paged_attention_decode as ref_decode
+    from llmref.accel.numba_cpu.paged_attention_decode import paged_attention_decode as numba_decode
+    from llmref.ref.paged_attention_decode import decode_case
+    from llmref.ref.paged_attention_decode import paged_attention_decode as ref_decode
 
     rng = np.random.default_rng(0)
     rows = []
@@ -90,7 +90,7 @@ def cpu_main(args):
             print(f"B={batch:3d} L={context:5d}: reference {times['reference'] * 1e3:8.2f} ms  "
                   f"numba-cpu {times['numba-cpu'] * 1e3:8.2f} ms  speedup "
                   f"{row['numba_speedup_vs_reference']:.1f}x  numba KV read {row['numba_kv_read_GBps']:.2f} GB/s")
-    result = {"benchmark": "paged_attention_cpu", "command": command_line(),
+    result = {"benchmark": "paged_attention_decode_cpu", "command": command_line(),
               "device": {"machine": platform.machine(), "processor": platform.processor() or "unknown",
                          "cpus": os.cpu_count(), "threads_used": numba.get_num_threads()},
               "versions": {"python": platform.python_version(), "numpy": np.__version__,
@@ -98,7 +98,7 @@ def cpu_main(args):
               "shape": {"Hq": HQ, "Hkv": HKV, "D": HEAD_DIM, "block_size": 16,
                         "block_tables": "random permutation"},
               "repeats": args.repeats, "results": rows}
-    write_result(args.out or "bench/results/paged_attention_cpu.json", result)
+    write_result(args.out or "bench/results/paged_attention_decode_cpu.json", result)
 
 
 # ---------------------------------------------------------------------------------------
@@ -112,10 +112,10 @@ def gpu_device():
 
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # no cupy, no driver
-        sys.exit(f"paged_attention benchmark: no CUDA GPU available ({type(exc).__name__}: {exc}); "
+        sys.exit(f"paged_attention_decode benchmark: no CUDA GPU available ({type(exc).__name__}: {exc}); "
                  f"run with --cpu for the CPU comparison")
     if count == 0:
-        sys.exit("paged_attention benchmark: no CUDA GPU available; run with --cpu for the CPU comparison")
+        sys.exit("paged_attention_decode benchmark: no CUDA GPU available; run with --cpu for the CPU comparison")
     name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
     return cupy, name.decode() if isinstance(name, bytes) else str(name)
 
@@ -167,7 +167,7 @@ def random_half(cupy, shape):
 
 def sanity_check(cupy_paged):
     """The kernel, with and without split-K, agrees with the float64 reference."""
-    from llmref.ref.paged_kv import decode_case, paged_attention_decode
+    from llmref.ref.paged_attention_decode import decode_case, paged_attention_decode
 
     rng = np.random.default_rng(1)
     case = decode_case(rng, B=3, Hq=HQ, Hkv=HKV, D=HEAD_DIM, block_size=16, num_blocks=100, max_len=700)
@@ -177,7 +177,7 @@ def sanity_check(cupy_paged):
         got = cupy_paged.paged_attention_decode(**half, partition_size=partition_size)
         err = np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()
         if err > 4e-3:
-            sys.exit(f"paged_attention benchmark: kernel disagrees with the reference (max rel err {err:.2e})")
+            sys.exit(f"paged_attention_decode benchmark: kernel disagrees with the reference (max rel err {err:.2e})")
 
 
 def sdpa_baseline(timer, q, k_pool, v_pool, tables, batch, context):
@@ -198,7 +198,7 @@ def sdpa_baseline(timer, q, k_pool, v_pool, tables, batch, context):
 
 def gpu_main(args):
     cupy, device = gpu_device()
-    from llmref.accel.cupy import paged_kv as cupy_paged
+    from llmref.accel.cupy import paged_attention_decode as cupy_paged
 
     sanity_check(cupy_paged)
     timer = Timer(cupy, args.repeats)
@@ -250,7 +250,7 @@ def gpu_main(args):
                 "cuda_driver": cupy.cuda.runtime.driverGetVersion()}
     if torch_version:
         versions["torch"] = torch_version
-    result = {"benchmark": "paged_attention_gpu", "command": command_line(), "device": device,
+    result = {"benchmark": "paged_attention_decode_gpu", "command": command_line(), "device": device,
               "versions": versions,
               "shape": {"Hq": HQ, "Hkv": HKV, "D": HEAD_DIM, "dtype": "float16",
                         "block_size": args.block_size, "block_tables": "random permutation"},
@@ -258,7 +258,7 @@ def gpu_main(args):
               "min_fraction_of_copy_bw_at_64k_tokens_or_more": min(big) if big else None,
               "results": rows}
     slug = "".join(c if c.isalnum() else "_" for c in device.lower()).strip("_")
-    write_result(args.out or f"bench/results/paged_attention_{slug}.json", result)
+    write_result(args.out or f"bench/results/paged_attention_decode_{slug}.json", result)
 
 
 def main():

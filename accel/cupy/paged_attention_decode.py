@@ -1,9 +1,11 @@
-"""Paged decode attention and the paged KV write through the CUDA C kernels in
-paged_attention.cu (reference: llmref.ref.paged_kv).
+"""Paged decode attention through the CUDA C kernels of paged_attention_decode.cu
+(reference: llmref.ref.paged_attention_decode).
 
-`paged_attention_decode` and `kv_write` take and return NumPy arrays like the reference;
+`paged_attention_decode` takes and returns NumPy arrays like the reference;
 `decode_on_device` runs the kernels on arrays already on the GPU (the benchmark uses it).
-Arguments are validated on the host before any kernel runs.
+Arguments are checked by the reference's paged_attention_decode_args before any kernel runs.
+Unlike the numba backends, the CUDA C kernel splits long contexts into partitions (split-K)
+when the sequences and heads alone leave SMs idle, merging the partial states exactly.
 """
 import math
 from functools import lru_cache
@@ -12,13 +14,14 @@ import numpy as np
 
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel.cupy._module import raw_module
-from llmref.ref.paged_kv import kv_write_args, paged_attention_decode_args
-from llmref.validate import positive
+from llmref.dtypes import SHORT
+from llmref.ref.paged_attention_decode import paged_attention_decode_args
+from llmref.validate import integer
 
-SOURCE = "paged_attention.cu"
-THREADS = 128      # NUM_THREADS in paged_attention.cu
-GROUP_TILE = 8     # query heads per thread block, GROUP_TILE in paged_attention.cu
-SUFFIX = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+SOURCE = "paged_attention_decode.cu"
+THREADS = 128      # NUM_THREADS in paged_attention_decode.cu
+GROUP_TILE = 8     # query heads per thread block, GROUP_TILE in paged_attention_decode.cu
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def dims_per_lane(head_dim: int) -> int:
@@ -60,7 +63,8 @@ def decode_on_device(q, k_cache, v_cache, block_tables, seq_lens, out, *, dtype,
     q (B, Hq, D), k_cache/v_cache (num_blocks, bs, Hkv, D) device arrays of `dtype`
     ('float32', 'float16', 'bfloat16'; half types as uint16 bits), block_tables (B, max_blocks)
     int32, seq_lens (B,) int32, out a device buffer of B*Hq*D elements. The caller has
-    validated the arguments (paged_attention_decode_args)."""
+    validated the arguments (paged_attention_decode_args) and partition_size (an integer
+    >= 1, or None to choose one)."""
     import cupy
 
     batch, hq, d = q.shape
@@ -69,19 +73,18 @@ def decode_on_device(q, k_cache, v_cache, block_tables, seq_lens, out, *, dtype,
     if partition_size is None:
         partition_size = choose_partition_size(batch, hkv, group, max_seq_len, block_size,
                                                sm_count(cupy.cuda.Device().id))
-    positive("partition_size", partition_size)
     max_parts = math.ceil(max_seq_len / partition_size)
     part_out = cupy.empty(batch * hq * max_parts * d if max_parts > 1 else 1, dtype=cupy.float32)
     part_lse = cupy.empty(batch * hq * max_parts if max_parts > 1 else 1, dtype=cupy.float32)
     module = raw_module(SOURCE)
-    decode = module.get_function(f"paged_decode_{SUFFIX[dtype]}_d{dims_per_lane(d)}")
+    decode = module.get_function(f"paged_decode_{SHORT[dtype]}_d{dims_per_lane(d)}")
     grid = (max_parts, hkv * math.ceil(group / GROUP_TILE), batch)
     decode(grid, (THREADS,), (q, k_cache, v_cache, block_tables, seq_lens, out, part_out, part_lse,
                               np.int32(hq), np.int32(hkv), np.int32(d), np.int32(block_size),
                               np.int32(block_tables.shape[1]), np.int32(partition_size),
                               np.int32(max_parts), np.float32(scale)))
     if max_parts > 1:
-        merge = module.get_function(f"paged_decode_merge_{SUFFIX[dtype]}")
+        merge = module.get_function(f"paged_decode_merge_{SHORT[dtype]}")
         merge((hq, batch), (THREADS,), (part_out, part_lse, seq_lens, out, np.int32(hq), np.int32(d),
                                         np.int32(partition_size), np.int32(max_parts)))
     return max_parts
@@ -92,12 +95,12 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
     """Spec entry point; partition_size forces a split-K partition length (tests)."""
     q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
         q, k_cache, v_cache, block_tables, seq_lens, scale)
-    if partition_size is not None:
-        positive("partition_size", partition_size)
+    if partition_size is not None:  # a test knob of this backend, not a spec param
+        partition_size = integer("partition_size", partition_size, low=1)
     if q.shape[0] == 0:  # no sequence: an empty output
         return q.copy()
     dtype = str(q.dtype)
-    if dtype not in SUFFIX or k_cache.dtype != q.dtype:
+    if dtype not in DTYPES or k_cache.dtype != q.dtype:
         raise NotImplementedError("cupy paged decode takes float32, float16 or bfloat16 q and caches "
                                   "of the same dtype")
     import cupy
@@ -110,34 +113,3 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
     host = cupy.asnumpy(buf)
     check_guards(host, q.size, "cupy paged_attention_decode")
     return interior(host, q.size).view(q.dtype).reshape(q.shape)
-
-
-def _write_pool(src, slot_mapping, pool, what):
-    """Scatter src rows into a guarded device copy of the pool; 16-byte words when rows allow."""
-    import cupy
-
-    words = pool.nbytes // 2
-    row_bytes = src.nbytes // src.shape[0]
-    buf = guarded_host_buffer(words, np.uint16)
-    interior(buf, words)[:] = np.ascontiguousarray(pool).view(np.uint16).reshape(-1)
-    d_buf = cupy.asarray(buf)
-    wide = row_bytes % 16 == 0
-    kernel = raw_module(SOURCE).get_function("kv_write_u128" if wide else "kv_write_u16")
-    d_src = cupy.asarray(np.ascontiguousarray(src).view(np.uint16))
-    kernel((src.shape[0],), (THREADS,), (d_src, slot_mapping, interior(d_buf, words),
-                                         np.int32(row_bytes // (16 if wide else 2))))
-    host = cupy.asnumpy(d_buf)
-    check_guards(host, words, what)
-    return interior(host, words).view(pool.dtype).reshape(pool.shape)
-
-
-def kv_write(key, value, slot_mapping, k_cache, v_cache):
-    key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
-                                                               k_cache, v_cache)
-    if key.shape[0] == 0:  # no new token: the pools unchanged
-        return k_cache.copy(), v_cache.copy()
-    import cupy
-
-    slots = cupy.asarray(slot_mapping, dtype=cupy.int64)
-    return (_write_pool(key, slots, k_cache, "cupy kv_write k"),
-            _write_pool(value, slots, v_cache, "cupy kv_write v"))

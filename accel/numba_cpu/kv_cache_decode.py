@@ -1,0 +1,39 @@
+"""Decoding through a KV cache on numba-cpu (reference: llmref.ref.kv_cache_decode): a
+server's loop, the prefill chunk and then one token per step, each step rotating its queries
+and keys by rotate-half RoPE at their positions (the rope kernel), appending keys and values
+to a preallocated cache, and attending its queries over the cache so far (the online
+attention kernel, bottom-right causal, key blocks of DECODE_KEY_BLOCK). Checked by the
+reference's kv_cache_decode_args; the steps and float64 cos/sin tables are the reference's,
+rounded once to the compute dtype; float16/bfloat16 inputs are widened to float32.
+"""
+import numpy as np
+
+from llmref.accel._host import compute_dtype, widen
+from llmref.accel.numba_cpu.online_attention import online_rows
+from llmref.accel.numba_cpu.rope import rotate_rows
+from llmref.ref.kv_cache_decode import decode_rope_tables, decode_steps, kv_cache_decode_args
+
+DECODE_KEY_BLOCK = 16  # keys per block of the online kernel when decoding through the cache
+
+
+def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
+    q, k, v, scale, prefill_len = kv_cache_decode_args(q, k, v, prefill_len, rope_base)
+    acc, (batch, _, length, dim) = compute_dtype(q.dtype), q.shape
+    cos, sin = (np.ascontiguousarray(t[None], dtype=acc)  # (1, L, D/2): shared by the batch
+                for t in decode_rope_tables(length, dim, rope_base))
+    wq, wk, wv = widen(q), widen(k), widen(v)
+    cache_k, cache_v = np.zeros(k.shape, dtype=acc), np.zeros(v.shape, dtype=acc)  # left to right
+    q_rot = np.zeros(q.shape, dtype=acc)
+    keep = np.ones((batch, length), dtype=np.bool_)  # no padding
+    out = np.empty(q.shape[:3] + (v.shape[3],), dtype=acc)  # (B, Hq, L, Dv)
+    lse = np.empty(q.shape[:3], dtype=acc)  # (B, Hq, L), not returned
+    scores = np.empty((1, DECODE_KEY_BLOCK), dtype=acc)
+    for start, stop in decode_steps(prefill_len, length):
+        step = slice(start, stop)
+        rotate_rows(wk[:, :, step], cos[:, step], sin[:, step], False, 0, 1, cache_k[:, :, step])
+        cache_v[:, :, step] = wv[:, :, step]
+        rotate_rows(wq[:, :, step], cos[:, step], sin[:, step], False, 0, 1, q_rot[:, :, step])
+        online_rows(q_rot[:, :, step], cache_k[:, :, :stop], cache_v[:, :, :stop], keep[:, :stop],
+                    True, 0, acc.type(scale), acc.type(0), acc.type(-np.inf), 0, 1, scores,
+                    out[:, :, step], lse[:, :, step])
+    return out.astype(q.dtype)

@@ -1,0 +1,92 @@
+"""Decode attention over a paged KV cache (specs/paged_attention_decode.yaml): one query token
+per sequence attending to its whole context, read through the sequence's block table from
+the pools (num_blocks, block_size, Hkv, D). The pool layout: llmref.ref._attention.
+"""
+import math
+
+import numpy as np
+
+from llmref.errors import InputError
+from llmref.ref._attention import check_cache_pair
+from llmref.validate import float_array, int_array, positive
+
+
+def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.0):
+    """One query token per sequence attending to its whole cached context.
+
+    For sequence b, query head h and KV head g = h // (Hq / Hkv) (GQA repeats each KV head
+    for Hq / Hkv consecutive query heads):
+        k_j = k_cache[block_tables[b, j // bs], j % bs, g]      j < seq_lens[b]
+        s_j = scale * q[b, h] . k_j,   p = softmax(s),   out[b, h] = sum_j p_j v_j
+    scale = 0 (the default) means 1/sqrt(head_dim). Computed in the precision of the inputs.
+    """
+    q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
+        q, k_cache, v_cache, block_tables, seq_lens, scale)
+    batch, hq, d = q.shape
+    block_size, hkv = k_cache.shape[1], k_cache.shape[2]
+    group = hq // hkv
+    out = np.empty_like(q)
+    for b in range(batch):
+        n = int(seq_lens[b])
+        k = np.empty((n, hkv, d), dtype=k_cache.dtype)  # this sequence's keys, token order
+        v = np.empty((n, hkv, d), dtype=v_cache.dtype)
+        for j in range(n):
+            block, offset = block_tables[b, j // block_size], j % block_size
+            k[j], v[j] = k_cache[block, offset], v_cache[block, offset]
+        for h in range(hq):
+            g = h // group
+            s = (k[:, g, :] @ q[b, h]) * q.dtype.type(scale)  # (n,)
+            p = np.exp(s - s.max())
+            out[b, h] = (p @ v[:, g, :]) / p.sum()
+    return out
+
+
+def paged_attention_decode_args(q, k_cache, v_cache, block_tables, seq_lens, scale):
+    """Validate paged_attention_decode's arguments; returns them and the resolved scale.
+    Every backend checks through this before any kernel runs.
+
+    Every block a sequence reads must exist: its table must have ceil(seq_len / block_size)
+    entries, each in [0, num_blocks). A batch of 0 sequences is a valid call (empty output);
+    0 query heads, 0 KV heads or a head width of 0 is an error."""
+    k_cache, v_cache = check_cache_pair(k_cache, v_cache)
+    num_blocks, block_size, hkv, d = k_cache.shape
+    q = float_array("q", q, ndim=3)
+    batch, hq, qd = q.shape
+    if hq == 0:
+        raise InputError(f"q: needs at least one query head, got shape {q.shape}")
+    if qd != d:
+        raise InputError(f"q: head_dim {qd} differs from the cache's {d}")
+    if hq % hkv != 0:
+        raise InputError(f"q: {hq} query heads are not a multiple of the cache's {hkv} KV heads")
+    block_tables = int_array("block_tables", block_tables, ndim=2)
+    seq_lens = int_array("seq_lens", seq_lens, ndim=1, low=1)
+    if block_tables.shape[0] != batch or seq_lens.size != batch:
+        raise InputError(f"block_tables: {block_tables.shape[0]} rows and seq_lens: {seq_lens.size} "
+                         f"entries, but q has batch {batch}")
+    needed = -(-seq_lens // block_size)  # blocks each sequence reads
+    if needed.max(initial=0) > block_tables.shape[1]:
+        raise InputError(f"block_tables: {block_tables.shape[1]} columns, but a sequence of "
+                         f"{seq_lens.max()} tokens needs {needed.max()} blocks of {block_size}")
+    for b in range(batch):
+        int_array("block_tables", block_tables[b, :needed[b]], low=0, high=num_blocks)
+    positive("scale", scale, allow_zero=True)
+    if scale == 0:
+        scale = 1.0 / math.sqrt(d)
+    return q, k_cache, v_cache, block_tables, seq_lens, float(scale)
+
+
+# --- case generators (specs/paged_attention_decode.yaml) ---
+
+
+def decode_case(rng, B, Hq, Hkv, D, block_size, num_blocks, max_len):
+    """Case generator: vLLM-style random, non-monotone block tables (blocks may repeat across
+    sequences), random lengths in [1, max_len] with the last sequence at max_len, and a pool
+    filled everywhere so reading an unwritten slot changes the answer."""
+    max_blocks = -(-max_len // block_size)
+    seq_lens = rng.integers(1, max_len + 1, size=B)
+    seq_lens[-1] = max_len
+    return {"q": rng.normal(size=(B, Hq, D)),
+            "k_cache": rng.normal(size=(num_blocks, block_size, Hkv, D)),
+            "v_cache": rng.normal(size=(num_blocks, block_size, Hkv, D)),
+            "block_tables": rng.integers(0, num_blocks, size=(B, max_blocks)).astype(np.int32),
+            "seq_lens": seq_lens.astype(np.int32)}
