@@ -103,6 +103,8 @@ def _parser():
                    help="run the implementation in this process (debugging: no isolation)")
     s.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                    help="do not run the spec's wrong variants on failing cases")
+    s.add_argument("--impact", action="store_true", help="also swap the implementation into the tiny "
+                   "models that use this component and report the logit KL and top-1 flip rate")
     _parallel_options(s)
     _report_options(s)
     s.set_defaults(run=cmd_audit)
@@ -114,7 +116,29 @@ def _parser():
     s.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="write the JSON report with the kill matrix (schema llmref-selftest/1)")
     s.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    s.add_argument("--matrix", metavar="FILE", help="write the kill matrix as JSON: per component, "
+                   "for each wrong variant and trivial mutant, the dtypes at which each case rejects it")
     s.set_defaults(run=cmd_selftest)
+
+    m = sub.add_parser("model", help="whole-model accounting").add_subparsers(required=True, metavar="ACTION")
+    s = m.add_parser("info", help="parameters by part, weight memory per precision, KV-cache bytes per token")
+    s.add_argument("config", metavar="CONFIG", help="a transformers config.json (or its folder), or one "
+                   "of gemma-7b, llama-2-7b, llama-3-8b, mistral-7b, mixtral-8x7b, deepseek-v3")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_model_info)
+
+    s = sub.add_parser("bench", help="time every backend beside the reference and a peer library")
+    s.add_argument("--component", action="append")
+    s.add_argument("--backend", action="append", choices=BACKENDS)
+    s.add_argument("--dtype", action="append", choices=FLOAT_DTYPES)
+    s.add_argument("--tiny", action="store_true", help="the specs' tiny shapes (a smoke run)")
+    s.add_argument("--repeats", type=int, default=5, help="timed runs at least (default 5)")
+    s.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the results as JSON")
+    s.set_defaults(run=cmd_bench)
+
+    s = sub.add_parser("coverage", help="generate docs/coverage.md: backends x dtypes and the kill matrix")
+    s.add_argument("--out", metavar="FILE", required=True)
+    s.set_defaults(run=cmd_coverage)
     return p
 
 
@@ -366,7 +390,18 @@ def cmd_audit(args):
     counts = ", ".join(f"{k} {v}" for k, v in report.counts().items())
     say(("PASSED" if report.passed else "FAILED") + f": {counts} in {wall:.1f} s "
         f"(--jobs {args.jobs}, {args.executor})", "green" if report.passed else "red")
+    if args.impact:  # informational: the exit code stays the audit's
+        _impact(args)
     return 0 if report.passed else 1
+
+
+def _impact(args):
+    from llmref.impact import impact, render
+
+    if args.command is not None:
+        raise InputError("--impact: needs MODULE:CALLABLE, not --exec")
+    dtype = args.dtype if args.dtype in ("float64", "float32") else "float32"
+    render(impact(args.component, _import_here(args.target), dtype=dtype), out)
 
 
 def _import_here(target):
@@ -398,6 +433,9 @@ def cmd_selftest(args):
     if args.junit:
         with open(args.junit, "w", encoding="utf-8") as handle:
             handle.write(selftest_junit(document))
+    if args.matrix:
+        with open(args.matrix, "w", encoding="utf-8") as handle:
+            json.dump({e["component"]: e["matrix"] for e in document["components"]}, handle, indent=1)
     for entry in document["components"]:
         for dtype, d in entry["dtypes"].items():
             say(f"{entry['component']} at {dtype}: trivial mutants {d['rejected']}/{d['mutants']} rejected"
@@ -414,6 +452,64 @@ def cmd_selftest(args):
     for dtype, b in document["largest_rtol"].items():
         say(f"largest relative bound at {dtype}: {b['rtol']:.3g} ({b['component']} / {b['case']})")
     return 1 if document["escaped"] else 0
+
+
+def cmd_model_info(args):
+    from llmref.model_info import info, render
+
+    data = info(args.config)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        render(data, out)
+    return 0
+
+
+def cmd_bench(args):
+    from llmref.bench import render_json, run_bench
+
+    if args.repeats < 1:
+        raise InputError(f"--repeats: must be >= 1, got {args.repeats}")
+    components = _components(args.component) if args.component else None
+    bar, advance = _progress(args, "benchmarking")
+    with bar:
+        document = run_bench(components, args.backend, args.dtype, args.tiny, advance,
+                             repeats=args.repeats, min_seconds=0.05 if args.tiny else 0.3)
+    document["command"] = "llmref " + " ".join(sys.argv[1:])
+    if args.json:
+        render_json(document, args.json)
+        if args.json == "-":
+            return 0
+    bandwidth = document["copy_bandwidth_bytes_per_s"]
+    table = Table(title=Text(f"llmref bench on {document['machine']['cpu']} "
+                             f"(copy bandwidth {bandwidth / 1e9:.1f} GB/s, one thread)"))
+    for col in ("component", "dtype", "implementation", "median ms", "GB/s", "of copy bw",
+                "x reference", "x peer"):
+        table.add_column(col)
+    for r in document["rows"]:
+        if "median_s" not in r:
+            table.add_row(r["component"], r["dtype"], r["implementation"],
+                          Text(f"skipped: {r.get('skipped', '')}", "dim"), "", "", "", "")
+            continue
+        peer = next((f"{v:.2f} ({k[3:]})" for k, v in r.items() if k.startswith("vs_") and k != "vs_reference"), "")
+        table.add_row(r["component"], r["dtype"], r["implementation"], f"{r['median_s'] * 1e3:.3f}",
+                      f"{r['bytes_per_s'] / 1e9:.2f}", f"{r['of_copy_bandwidth']:.2f}",
+                      f"{r['vs_reference']:.2f}", peer)
+    out.print(table)
+    return 0
+
+
+def cmd_coverage(args):
+    from llmref.check import run_check
+    from llmref.coverage import render
+    from llmref.selftest import selftest_document
+
+    components = component_ids()
+    text = render(run_check(components), selftest_document(components))
+    with open(args.out, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    say(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

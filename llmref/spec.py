@@ -82,6 +82,7 @@ class Spec:
     wrong_variants: tuple
     path: Path
     bench: dict | None = None  # the benchmark shape and what it moves (llmref.bench)
+    fit: dict | None = None    # how a sampler with its own randomness is judged (llmref.fit)
 
     def case(self, case_id: str) -> Case:
         for case in self.cases:
@@ -200,12 +201,13 @@ def _parse_spec(data, path) -> Spec:
                 references=references, ref=ref, ties=ties, accel=accel, inputs=inputs,
                 params=params, outputs=outputs, dtypes=dtypes, tolerance=tolerance, cases=cases,
                 wrong_variants=variants, path=Path(path),
-                bench=_bench(f, data.get("bench"), inputs, params, tolerance, dtypes, shape_dims))
+                bench=_bench(f, data.get("bench"), inputs, params, tolerance, dtypes, shape_dims),
+                fit=_fit(f, data.get("fit"), inputs, outputs))
 
 
 _TOP_KEYS = ("id", "version", "summary", "definition", "conventions", "references", "ref",
              "ties", "accel", "inputs", "params", "outputs", "dtypes", "tolerance", "cases",
-             "wrong_variants", "bench")
+             "wrong_variants", "bench", "fit")
 
 
 class _Fields:
@@ -498,6 +500,20 @@ def _bench(f, raw, inputs, params, tolerance, dtypes, shape_dims):
     for dims in (raw.get("dims") or {}, {**(raw.get("dims") or {}), **tiny}):
         _case(f, "bench", {"id": "bench", "tier": "full", **case, "dims": dims}, inputs, params,
               tolerance, shape_dims)
+    return dict(raw)
+
+
+def _fit(f, raw, inputs, outputs):
+    """The `fit:` section: {distribution: output, drop: [inputs], samples: keyword}."""
+    if raw is None:
+        return None
+    f.need(isinstance(raw, dict) and set(raw) == {"distribution", "drop", "samples"}, "fit",
+           "must give distribution, drop and samples")
+    f.need(raw["distribution"] in [t.name for t in outputs], "fit.distribution", "must name an output")
+    f.need(isinstance(raw["drop"], list) and all(d in [t.name for t in inputs] for d in raw["drop"]),
+           "fit.drop", "must list inputs (the supplied randomness)")
+    f.need(isinstance(raw["samples"], str) and raw["samples"].isidentifier(), "fit.samples",
+           "must be the keyword that carries the number of draws")
     return dict(raw)
 
 

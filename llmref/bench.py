@@ -1,0 +1,199 @@
+"""`llmref bench`: time every backend of every component on the shape its spec declares for
+benchmarking, beside the NumPy reference and a peer library, in one run.
+
+A spec's `bench:` section names the shape (`dims`, and `tiny` dims for a quick run), the
+inputs (a recipe or a generator, as in a case), the params, and what the operation must
+move and compute: `bytes` and optionally `flops`, arithmetic in the dims and `e` (bytes per
+element at the dtype). `peers` maps a library to an adapter-decorated function
+(llmref.adapters): its inputs are converted to the library's tensors once, outside the
+timing, and the undecorated function is timed.
+
+Method: every callable runs `warmup` times, then at least `repeats` times and for at least
+`min_seconds`; the median is reported with the 10th and 90th percentiles. The machine's
+memory bandwidth is measured in the same run (a single-threaded copy of a buffer far larger
+than the caches), and each row's bytes/s is given as a fraction of it, with ratios to the
+reference and to each peer measured side by side. One absolute time proves nothing on a
+shared machine; the ratios and fractions are what the JSON is for.
+"""
+import ast
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from llmref.backends import BACKENDS, availability, implementation, simulated
+from llmref.cases import inputs_at, make_inputs
+from llmref.dtypes import numpy_dtype
+from llmref.errors import InputError
+from llmref.spec import Case, all_specs, resolve
+
+SCHEMA = "llmref-bench/1"
+COPY_BYTES = 256 * 1024 * 1024
+
+
+def formula(text: str, names: dict) -> float:
+    """Evaluate arithmetic over dim names (+ - * / // ** and parentheses), never eval()."""
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in names:
+                raise InputError(f"bench: {text!r} names {node.id!r}, which is not a dim")
+            return names[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div,
+                                                                ast.FloorDiv, ast.Pow)):
+            a, b = walk(node.left), walk(node.right)
+            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.Div: a / b if b else 0.0,
+                    ast.FloorDiv: a // b if b else 0, ast.Pow: a ** b}[type(node.op)]
+        raise InputError(f"bench: {text!r} is not plain arithmetic over dims")
+    return float(walk(ast.parse(str(text), mode="eval")))
+
+
+def bench_case(spec, tiny=False) -> Case:
+    """The benchmark shape as a Case (seeded like any case, by component and 'bench')."""
+    b = spec.bench
+    dims = dict(b["dims"], **(b.get("tiny") or {})) if tiny else dict(b["dims"])
+    params = {name: p["default"] for name, p in spec.params.items()}
+    params.update(b.get("params") or {})
+    return Case("bench_tiny" if tiny else "bench", "full", dims, b.get("inputs") or {}, params,
+                b.get("generator"), "")
+
+
+def time_call(fn, warmup=2, repeats=5, min_seconds=0.3) -> dict:
+    for _ in range(warmup):
+        fn()
+    times, start = [], time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 1000:
+            break
+    times = np.array(times)
+    return {"median_s": float(np.median(times)), "p10_s": float(np.percentile(times, 10)),
+            "p90_s": float(np.percentile(times, 90)), "runs": int(times.size)}
+
+
+def copy_bandwidth(nbytes=COPY_BYTES) -> float:
+    """Bytes moved per second by a single-threaded copy (read + write) of `nbytes`."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    t = time_call(lambda: np.copyto(dst, src), warmup=1, repeats=5, min_seconds=0.5)
+    return 2 * nbytes / t["median_s"]
+
+
+def machine() -> dict:
+    import numba
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {"numpy": np.__version__, "numba": numba.__version__, "python": platform.python_version()}
+    for name in ("torch", "onnxruntime", "tiktoken", "tokenizers", "cupy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
+            "platform": platform.platform(), "versions": versions}
+
+
+def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=None, **timing) -> dict:
+    """The benchmark document: machine, copy bandwidth, and one row per
+    (component, implementation, dtype)."""
+    specs = [s for s in all_specs() if s.bench and (components is None or s.id in components)]
+    bandwidth = copy_bandwidth(16 * 1024 * 1024 if tiny else COPY_BYTES)
+    rows = []
+    for spec in specs:
+        case = bench_case(spec, tiny)
+        base = make_inputs(spec, case)
+        for dtype in spec.bench.get("dtypes") or [d for d in spec.dtypes if d != "float64"] or ["float64"]:
+            if dtypes and dtype not in dtypes:
+                continue
+            fed = inputs_at(spec, base, dtype)
+            names = dict(case.dims, e=numpy_dtype(dtype).itemsize)
+            nbytes = formula(spec.bench["bytes"], names)
+            flops = formula(spec.bench["flops"], names) if spec.bench.get("flops") else None
+            reference = _row(spec, dtype, "reference", resolve(spec.ref), fed, case, nbytes, flops,
+                             bandwidth, timing)
+            found = [reference]
+            for backend in backends or BACKENDS:
+                if backend not in spec.accel or dtype not in spec.accel[backend]["dtypes"]:
+                    continue
+                ok, why = availability(backend)
+                if not ok or (backend == "numba-cuda" and simulated()):
+                    found.append({"component": spec.id, "implementation": backend, "dtype": dtype,
+                                  "skipped": why if not ok else "the CUDA simulator is not a benchmark"})
+                    continue
+                found.append(_row(spec, dtype, backend, implementation(spec, backend), fed, case,
+                                  nbytes, flops, bandwidth, timing))
+            for peer, target in (spec.bench.get("peers") or {}).items():
+                found.append(_peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, timing))
+            peers = [r for r in found if r.get("kind") == "peer" and "median_s" in r]
+            for r in found:
+                if "median_s" in r:
+                    r["vs_reference"] = reference["median_s"] / r["median_s"]
+                    for p in peers:
+                        r[f"vs_{p['implementation']}"] = p["median_s"] / r["median_s"]
+            rows += found
+            if progress:
+                progress()
+    return {"schema": SCHEMA, "tiny": tiny, "machine": machine(), "copy_bandwidth_bytes_per_s": bandwidth,
+            "rows": rows}
+
+
+def _measure(spec, dtype, name, kind, call, case, nbytes, flops, bandwidth, timing) -> dict:
+    row = {"component": spec.id, "implementation": name, "kind": kind, "dtype": dtype,
+           "dims": case.dims, "bytes": nbytes}
+    try:
+        row.update(time_call(call, **timing))
+    except Exception as exc:  # a backend that cannot run this shape says why instead of a time
+        row["skipped"] = f"{type(exc).__name__}: {exc}"
+        return row
+    row["bytes_per_s"] = nbytes / row["median_s"]
+    row["of_copy_bandwidth"] = row["bytes_per_s"] / bandwidth
+    if flops:
+        row["flops"], row["flop_per_s"] = flops, flops / row["median_s"]
+    return row
+
+
+def _row(spec, dtype, name, fn, fed, case, nbytes, flops, bandwidth, timing):
+    kind = "reference" if name == "reference" else "backend"
+    return _measure(spec, dtype, name, kind, lambda: fn(**fed, **case.params), case, nbytes, flops,
+                    bandwidth, timing)
+
+
+def _peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, timing):
+    from llmref.adapters import declaration
+
+    try:
+        fn = resolve(target, f"{spec.id}.yaml: bench.peers.{peer}")
+    except Exception as exc:  # the library is not installed here
+        return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
+                "skipped": str(exc)}
+    framework = declaration(fn).framework
+    inner = getattr(fn, "__wrapped__", fn)
+    if framework == "torch":
+        from llmref.adapters import numpy_to_torch
+
+        args = {k: numpy_to_torch(v) if isinstance(v, np.ndarray) else v for k, v in fed.items()}
+    else:
+        args = fed
+    return _measure(spec, dtype, peer, "peer", lambda: inner(**args, **case.params), case, nbytes,
+                    flops, bandwidth, timing)
+
+
+def render_json(document, path):
+    text = json.dumps(document, indent=1)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
