@@ -1,11 +1,11 @@
-"""Token embedding lookup and the LM head (specs/embedding.yaml, specs/lm_head.yaml)."""
+"""Token embedding lookup (specs/embedding.yaml); the LM head is llmref.ref.lm_head."""
 import math
 
 import numpy as np
 
 from llmref.dtypes import round_to
 from llmref.errors import InputError
-from llmref.validate import float_array, int_array, same_size
+from llmref.validate import float_array, int_array
 
 NORMALIZER_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -42,28 +42,3 @@ def embedding(ids, weight, normalizer="none"):
     if normalizer == "none":
         return rows
     return rows * weight.dtype.type(scale)
-
-
-def lm_head(h, embedding, output_weight, tied=False):
-    """logits = h @ W^T,   W = embedding if tied else output_weight,   both (V, D).
-
-    h: (..., D). Both matrices are (V, D): nn.Embedding stores (num_embeddings, dim) and
-    nn.Linear(D, V) stores (out, in) = (V, D), so a tied model hands its embedding matrix in
-    unchanged. The input-embedding normaliser (Gemma) is never applied here.
-    """
-    h, w = lm_head_args(h, embedding, output_weight, tied)
-    return h @ w.T  # (..., D) @ (D, V) -> (..., V)
-
-
-def lm_head_args(h, embedding, output_weight, tied):
-    """Validated (h, W) of lm_head, W the matrix `tied` selects; every backend checks through this."""
-    h = float_array("h", h, min_ndim=1)
-    matrices = {}
-    for name, value in (("embedding", embedding), ("output_weight", output_weight)):
-        matrices[name] = float_array(name, value, ndim=2)
-        same_size(name, matrices[name].shape[1], h.shape[-1], "the last axis of h")
-        if matrices[name].dtype != h.dtype:
-            raise InputError(f"{name}: has dtype {matrices[name].dtype} but h has {h.dtype}")
-    if not isinstance(tied, (bool, np.bool_)):
-        raise InputError(f"tied: expected a bool, got {tied!r}")
-    return h, matrices["embedding"] if tied else matrices["output_weight"]

@@ -14,7 +14,7 @@ d loss / d z_s, zero on invalid tokens.
 import numpy as np
 
 from llmref.errors import InputError
-from llmref.validate import float_array, int_array, positive, same_size
+from llmref.validate import float_array, int_array, integer, positive, same_size
 
 KINDS = ("hinton", "forward_kl", "reverse_kl", "jsd")
 ATTENTION_KINDS = ("mse", "kl")
@@ -91,6 +91,26 @@ def valid_tokens(labels, mask, ignore_index):
     return mask & (labels != ignore_index)
 
 
+def valid_rows(z_s, z_t, labels, mask, ignore_index):
+    """The valid tokens of checked kd_loss arguments: (valid (N,), their student and teacher
+    logit rows (n_valid, V), their labels (n_valid,)) with N the tokens of the leading dims.
+    The backends gather their rows through this too."""
+    vocab = z_s.shape[-1]
+    valid = valid_tokens(labels, mask, ignore_index).reshape(-1)  # (N,)
+    return valid, z_s.reshape(-1, vocab)[valid], z_t.reshape(-1, vocab)[valid], labels.reshape(-1)[valid]
+
+
+def token_mean(per_token, dz, valid, shape):
+    """{loss: sum_i l_i / n_valid (1,), grad: dl_i/dz_i / n_valid on the valid rows, 0 on the
+    others, of `shape`}, in the dtype of per_token (n_valid,) and dz (n_valid, V). The backends
+    reduce their rows through this too."""
+    n_valid = per_token.dtype.type(per_token.shape[0])
+    grad = np.zeros((valid.size, dz.shape[-1]), dtype=dz.dtype)
+    grad[valid] = dz / n_valid
+    return {"loss": np.full(1, per_token.sum() / n_valid, dtype=per_token.dtype),
+            "grad": grad.reshape(shape)}
+
+
 def _fraction(name, value):
     """A number in [0, 1]."""
     positive(name, value, allow_zero=True)
@@ -123,8 +143,7 @@ def kd_loss_args(student_logits, teacher_logits, labels, mask, kind, temperature
     positive("temperature", temperature)
     _fraction("alpha", alpha)
     _fraction("beta", beta)
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
-        raise InputError(f"ignore_index: expected an integer, got {ignore_index!r}")
+    integer("ignore_index", ignore_index)
     valid = valid_tokens(labels, mask, ignore_index)
     bad = valid & ((labels < 0) | (labels >= vocab))
     if bad.any():
@@ -147,13 +166,10 @@ def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", tempera
     """
     z_s, z_t, labels, mask = kd_loss_args(student_logits, teacher_logits, labels, mask, kind,
                                           temperature, alpha, beta, ignore_index)
-    vocab = z_s.shape[-1]
-    valid = valid_tokens(labels, mask, ignore_index).reshape(-1)  # (N,)
-    zs = z_s.reshape(-1, vocab)[valid]  # (n_valid, V)
-    zt = z_t.reshape(-1, vocab)[valid]
+    valid, zs, zt, y = valid_rows(z_s, z_t, labels, mask, ignore_index)  # (n_valid, V) rows
     t = z_s.dtype.type(temperature)
     if kind == "hinton":
-        per_token, dz = hinton_token(zs, zt, labels.reshape(-1)[valid], temperature, alpha)
+        per_token, dz = hinton_token(zs, zt, y, temperature, alpha)
     else:
         log_q, log_p = log_softmax_rows(zs / t), log_softmax_rows(zt / t)
         if kind == "forward_kl":
@@ -163,11 +179,7 @@ def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", tempera
         else:
             per_token, ds = jsd_token(log_q, log_p, beta)
         dz = ds / t
-    n_valid = z_s.dtype.type(valid.sum())
-    grad = np.zeros((valid.size, vocab), dtype=z_s.dtype)
-    grad[valid] = dz / n_valid
-    return {"loss": np.full(1, per_token.sum() / n_valid, dtype=z_s.dtype),
-            "grad": grad.reshape(z_s.shape)}
+    return token_mean(per_token, dz, valid, z_s.shape)
 
 
 def kd_feature_args(student_features, teacher_features, projection):
@@ -238,6 +250,9 @@ def kd_attention(student_attention, teacher_attention, kind="mse"):
     safe_t = np.where(support, a_t, 1)
     loss = (a_t * (np.log(safe_t) - np.log(safe_s))).sum() / rows
     return {"loss": np.full(1, loss, dtype=a_s.dtype), "grad": -a_t / safe_s / rows}
+
+
+# --- case generators (specs/kd_attention.yaml) ---
 
 
 def attention_maps_case(rng, B, H, L, K):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from llmref.errors import InputError
-from llmref.validate import float_array, positive
+from llmref.validate import flag, float_array, integer, positive
 
 METHODS = ("mixtral", "deepseek_v2", "deepseek_v3")
 
@@ -111,16 +111,6 @@ def z_loss(logits):
     return np.mean(lse * lse)
 
 
-def _integer(name, value, low, high=None):
-    """An int (not a bool, not a float) in [low, high]."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name}: expected an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        where = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise InputError(f"{name}: must lie in {where}, got {value}")
-    return int(value)
-
-
 def _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling_factor,
                    capacity_factor):
     """The routing params checked against E = n_experts."""
@@ -128,13 +118,13 @@ def _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling
         raise InputError(f"method: must be one of {METHODS}, got {method!r}")
     if n_experts < 1:
         raise InputError("top_k: there are no experts to choose from (E = 0)")
-    _integer("top_k", top_k, 1, n_experts)
-    _integer("n_group", n_group, 1)
+    integer("top_k", top_k, low=1, high=n_experts)
+    integer("n_group", n_group, low=1)
     if n_experts % n_group:
         raise InputError(f"n_group: must divide the number of experts {n_experts}, got {n_group}")
-    _integer("topk_group", topk_group, 1)
+    integer("topk_group", topk_group, low=1)
     if n_group > 1:
-        _integer("topk_group", topk_group, 1, n_group)
+        integer("topk_group", topk_group, low=1, high=n_group)
         if topk_group * (n_experts // n_group) < top_k:
             raise InputError(f"topk_group: {topk_group} groups hold fewer than top_k={top_k} experts")
         if method == "deepseek_v3" and n_experts // n_group < 2:
@@ -187,10 +177,8 @@ def moe_layer_args(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate,
     w_gate = _shaped("w_gate", w_gate, (n_experts, ffn, dim), dtype)
     w_up = _shaped("w_up", w_up, (n_experts, ffn, dim), dtype)
     w_down = _shaped("w_down", w_down, (n_experts, dim, ffn), dtype)
-    if not isinstance(use_shared, (bool, np.bool_)):
-        raise InputError(f"use_shared: expected a bool, got {use_shared!r}")
     shared = None
-    if use_shared:
+    if flag("use_shared", use_shared):
         shared_gate = float_array("shared_gate", shared_gate, ndim=2).astype(dtype)
         width = shared_gate.shape[0]
         shared = (_shaped("shared_gate", shared_gate, (width, dim), dtype),

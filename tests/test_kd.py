@@ -1,10 +1,6 @@
 """Distillation losses: analytic gradients vs central differences, torch cross-checks, bad input
 on every backend (in a child process, where a kernel reached with bad labels or shapes cannot
 take the test runner down)."""
-import pickle
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -190,37 +186,6 @@ def test_numba_cuda_agrees_with_reference(kind, beta):
 
 # --- Bad input on every backend ------------------------------------------------------------
 
-_PROBE = r"""
-import pickle, sys
-from llmref.errors import InputError
-from llmref.spec import resolve
-target, calls = pickle.load(sys.stdin.buffer)
-fn = resolve(target)
-for label, kwargs in calls:
-    print("start", label, flush=True)
-    try:
-        fn(**kwargs)
-    except InputError as exc:
-        print("InputError", label, str(exc).split(":")[0], flush=True)
-    except Exception as exc:
-        print("other", label, type(exc).__name__, str(exc)[:200].replace(chr(10), " "), flush=True)
-    else:
-        print("returned", label, flush=True)
-"""
-
-
-def _probe(target, calls):
-    """target(**kwargs) for every (label, kwargs) in a child process; {label: (outcome, detail)}.
-    A kernel reached with out-of-range labels or mismatched shapes may corrupt memory and
-    abort: the exit code and the label it was running then say so."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE], input=pickle.dumps((target, calls)),
-                          capture_output=True, timeout=900)
-    lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines()]
-    started = [line[1] for line in lines if line[0] == "start"]
-    assert proc.returncode == 0, (f"{target} exited with {proc.returncode} during "
-                                  f"{started[-1] if started else '?'}: {proc.stderr.decode()[-2000:]}")
-    return {line[1]: (line[0], line[2] if len(line) > 2 else "") for line in lines if line[0] != "start"}
-
 
 def _loss_args(**change):
     zs, zt, labels, mask = _batch()
@@ -301,11 +266,11 @@ def _available(backend):
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("entry", list(BAD))
-def test_bad_input_raises_input_error_naming_the_argument(entry, backend):
+def test_bad_input_raises_input_error_naming_the_argument(entry, backend, probe):
     """Every backend checks through the reference's kd_*_args before a kernel runs."""
     _available(backend)
     make, table = BAD[entry]
-    results = _probe(f"{BACKENDS[backend]}:{entry}", [(label, make(**change)) for label, change, _ in table])
+    results = probe(f"{BACKENDS[backend]}:{entry}", [(label, make(**change)) for label, change, _ in table])
     wrong = {label: results.get(label) for label, _, name in table if results.get(label) != ("InputError", name)}
     assert not wrong, wrong
 

@@ -3,9 +3,6 @@ every backend (in a child process, where a kernel's out-of-bounds access cannot 
 runner down), the float32 decision margins of every case, and agreement with transformers'
 Mixtral and DeepSeek-V3 blocks and with torch's float32 top-k routing."""
 import math
-import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -174,39 +171,6 @@ def test_backends_agree_with_reference_on_random_routings(backend):
 
 # --- Bad input on every backend ------------------------------------------------------------
 
-_PROBE = r"""
-import pickle, sys
-from llmref.errors import InputError
-from llmref.spec import resolve
-target, calls = pickle.load(sys.stdin.buffer)
-fn = resolve(target)
-for label, kwargs in calls:
-    print("start", label, flush=True)
-    try:
-        fn(**kwargs)
-    except InputError as exc:
-        print("InputError", label, str(exc).split(":")[0], flush=True)
-    except Exception as exc:
-        print("other", label, type(exc).__name__, str(exc)[:200].replace(chr(10), " "), flush=True)
-    else:
-        print("returned", label, flush=True)
-"""
-
-
-def _probe(target, calls):
-    """target(**kwargs) for every (label, kwargs) in a child process; {label: (outcome, detail)}.
-
-    A kernel reached with unchecked shapes can corrupt the heap and abort the process: the
-    child's exit code and the last label it started then say so, instead of the test runner
-    dying with it."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE], input=pickle.dumps((target, calls)),
-                          capture_output=True, timeout=900)
-    lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines()]
-    started = [line[1] for line in lines if line[0] == "start"]
-    assert proc.returncode == 0, (f"{target} exited with {proc.returncode} during "
-                                  f"{started[-1] if started else '?'}: {proc.stderr.decode()[-2000:]}")
-    return {line[1]: (line[0], line[2] if len(line) > 2 else "") for line in lines if line[0] != "start"}
-
 
 def _router_args(**change):
     args = dict(logits=np.zeros((2, 8)), bias=np.zeros(8), method="mixtral", top_k=2, n_group=1,
@@ -274,7 +238,7 @@ BAD_LAYER = [
 @pytest.mark.parametrize("entry, table, make", [("moe_router", BAD_ROUTER, _router_args),
                                                 ("moe_layer", BAD_LAYER, _layer_args)],
                          ids=["moe_router", "moe_layer"])
-def test_bad_shapes_and_params_raise_input_error_naming_the_argument(backend, entry, table, make):
+def test_bad_shapes_and_params_raise_input_error_naming_the_argument(backend, entry, table, make, probe):
     """Every backend checks through the reference's moe_router_args / moe_layer_args before a
     kernel runs: mismatched expert weights, top_k above the expert count and every other bad
     argument raise InputError naming it, and the process survives."""
@@ -284,7 +248,7 @@ def test_bad_shapes_and_params_raise_input_error_naming_the_argument(backend, en
         ok, why = availability(backend)
         if not ok:
             pytest.skip(f"{backend} unavailable: {why}")
-    results = _probe(f"{BACKENDS[backend]}:{entry}", [(label, make(**change)) for label, change, _ in table])
+    results = probe(f"{BACKENDS[backend]}:{entry}", [(label, make(**change)) for label, change, _ in table])
     wrong = {label: results.get(label) for label, _, name in table
              if results.get(label) != ("InputError", name)}
     assert not wrong, wrong

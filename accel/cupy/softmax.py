@@ -1,19 +1,26 @@
-"""Softmax and log-softmax through the CUDA C kernels in softmax.cu (one block per row)."""
+"""Softmax and log-softmax through the CUDA C kernels of softmax.cu (reference:
+llmref.ref.softmax): one block of THREADS threads per row, float32 accumulation, each output
+rounded once; 16-bit floats travel as their bit patterns. Checked by the reference's
+softmax_args / log_softmax_args before cupy is imported.
+"""
 import numpy as np
 
 from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import raw_bits
 from llmref.accel.cupy._module import raw_module
+from llmref.dtypes import SHORT
+from llmref.errors import Unsupported
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
+SOURCE = "softmax.cu"
 THREADS = 256  # must equal THREADS in softmax.cu
-_KERNEL = {"float32": "softmax_f32", "float16": "softmax_f16", "bfloat16": "softmax_bf16"}
+DTYPES = ("float32", "float16", "bfloat16")  # the kernels' input types
 
 
 def _run(x, axis, log):
     """x and axis already validated; an empty x has nothing to normalise (and no blocks)."""
-    if x.dtype == np.float64:  # the kernels accumulate in float32; float64 stays on the host path
-        raise NotImplementedError("cupy softmax kernels take float32, float16 and bfloat16")
+    if str(x.dtype) not in DTYPES:  # the kernels accumulate in float32
+        raise Unsupported(f"x: the cupy softmax kernels take float32, float16 and bfloat16, not {x.dtype}")
     if x.size == 0:
         return x.copy()
     import cupy
@@ -22,7 +29,7 @@ def _run(x, axis, log):
     rows, n = moved.size // moved.shape[-1], moved.shape[-1]
     host_in = raw_bits(moved) if x.dtype.itemsize == 2 else moved
     buf = cupy.asarray(guarded_host_buffer(moved.size, host_in.dtype))
-    kernel = raw_module("softmax.cu").get_function(_KERNEL[str(x.dtype)])
+    kernel = raw_module(SOURCE).get_function(f"softmax_{SHORT[str(x.dtype)]}")
     kernel((rows,), (THREADS,), (cupy.asarray(host_in), interior(buf, moved.size), np.int32(n),
                                  np.int32(log)))
     host = cupy.asnumpy(buf)

@@ -1,9 +1,12 @@
-"""MoE routing and the MoE layer as numba.njit kernels (reference: llmref.ref.moe).
+"""MoE routing and the MoE layer on numba-cpu (reference: llmref.ref.moe).
 
-Routing is one pass per token: scores, the group mask, then K rounds of "largest remaining,
-lowest index on ties". The layer sorts assignments by expert (dispatch, compiled), runs one
-SwiGLU GEMM chain per expert on its gathered rows (NumPy's BLAS: numba's own `@` would need
-SciPy), and scatter-adds the weighted rows (combine, compiled).
+Routing, capacity, the balance terms and the combine are the shared loops of
+llmref.accel.kernels.moe over every token, expert and output element. The layer's expert
+GEMMs are not: numba-cpu sorts the kept assignments by expert (dispatch, compiled) and runs
+one SwiGLU GEMM chain per expert on its gathered rows through NumPy's BLAS (numba's own `@`
+would need SciPy, and a hand-written row-dot loop was 10x slower than the reference);
+numba-cuda runs its own grouped kernels. Checked by the reference's moe_router_args /
+moe_layer_args; float16/bfloat16 inputs are widened to float32 and the outputs rounded once.
 """
 import math
 
@@ -11,130 +14,36 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
+from llmref.accel.kernels import moe as kernels
 from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
-
-@numba.njit(cache=True)
-def _argmax_first(row):
-    """Index of the largest entry; the lowest index among equals."""
-    best = 0
-    for e in range(1, row.shape[0]):
-        if row[e] > row[best]:
-            best = e
-    return best
-
-
-@numba.njit(cache=True)
-def _route(logits, bias, method, top_k, n_group, topk_group, scale, idx, weights, probs):
-    tokens, experts = logits.shape
-    size = experts // n_group
-    scores = np.empty(experts, dtype=logits.dtype)
-    choice = np.empty(experts, dtype=logits.dtype)
-    group_score = np.empty(n_group, dtype=logits.dtype)
-    for t in range(tokens):
-        m = logits[t].max()
-        total = 0.0
-        for e in range(experts):
-            if method == 2:
-                x = logits[t, e]
-                scores[e] = 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-            else:
-                scores[e] = math.exp(logits[t, e] - m)
-            total += scores[e]
-        for e in range(experts):
-            if method != 2:
-                scores[e] /= total
-            probs[t, e] = scores[e] / total if method == 2 else scores[e]
-            choice[e] = scores[e] + bias[e] if method == 2 else scores[e]
-        if method != 0 and n_group > 1:
-            for g in range(n_group):
-                first, second = -np.inf, -np.inf
-                for e in range(g * size, (g + 1) * size):
-                    if choice[e] > first:
-                        first, second = choice[e], first
-                    elif choice[e] > second:
-                        second = choice[e]
-                group_score[g] = first + second if method == 2 else first
-            for _ in range(n_group - topk_group):  # mask the worst groups: lowest score, highest index on ties
-                worst = 0
-                for g in range(1, n_group):
-                    if group_score[g] <= group_score[worst]:
-                        worst = g
-                group_score[worst] = np.inf
-                for e in range(worst * size, (worst + 1) * size):
-                    choice[e] = -np.inf
-        chosen_sum = 0.0
-        for j in range(top_k):
-            e = _argmax_first(choice)
-            idx[t, j] = e
-            weights[t, j] = scores[e]
-            chosen_sum += scores[e]
-            choice[e] = -np.inf
-        for j in range(top_k):
-            if method == 0:
-                weights[t, j] /= chosen_sum
-            elif method == 1:
-                weights[t, j] *= scale
-            else:
-                weights[t, j] = weights[t, j] / chosen_sum * scale
-
-
-@numba.njit(cache=True)
-def _capacity(idx, experts, capacity, kept):
-    load = np.zeros(experts, dtype=np.int64)
-    for j in range(idx.shape[1]):
-        for t in range(idx.shape[0]):
-            e = idx[t, j]
-            kept[t, j] = capacity < 0 or load[e] < capacity
-            load[e] += 1
-
-
-@numba.njit(cache=True)
-def _losses(logits, idx, probs):
-    tokens, experts = logits.shape
-    counts = np.zeros(experts, dtype=logits.dtype)
-    for t in range(tokens):
-        for j in range(idx.shape[1]):
-            counts[idx[t, j]] += 1.0
-    aux = 0.0
-    for e in range(experts):
-        p = 0.0
-        for t in range(tokens):
-            p += probs[t, e]
-        aux += counts[e] / idx.size * (p / tokens)
-    z = 0.0
-    for t in range(tokens):
-        m = logits[t].max()
-        s = 0.0
-        for e in range(experts):
-            s += math.exp(logits[t, e] - m)
-        lse = m + math.log(s)
-        z += lse * lse
-    return experts * aux, z / tokens
+_route_tokens = numba.njit(cache=True)(kernels.route_tokens)
+_capacity_and_balance = numba.njit(cache=True)(kernels.capacity_and_balance)
+_combine_rows = numba.njit(cache=True)(kernels.combine_rows)
 
 
 def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
             capacity_factor):
-    tokens, experts = logits.shape
-    idx = np.empty((tokens, top_k), dtype=np.int64)
-    weights = np.empty((tokens, top_k), dtype=logits.dtype)
-    probs = np.empty_like(logits)
-    _route(logits, bias, METHODS.index(method), top_k, n_group, topk_group,
-           float(routed_scaling_factor), idx, weights, probs)
-    kept = np.empty((tokens, top_k), dtype=np.bool_)
+    """(expert ids, weights, kept, aux_loss, z_loss) of checked compute-dtype logits (T, E)."""
+    (tokens, experts), dt = logits.shape, logits.dtype
+    idx = np.empty((tokens, top_k), np.int64)
+    weights = np.empty((tokens, top_k), dt)
+    probs, lse_sq = np.empty_like(logits), np.empty(tokens, dt)
+    _route_tokens(logits, bias, METHODS.index(method), top_k, n_group, topk_group,
+                  float(routed_scaling_factor), 0, 1, np.empty_like(logits), np.empty_like(logits),
+                  np.empty((tokens, n_group), dt), idx, weights, probs, lse_sq)
+    kept, balance = np.empty((tokens, top_k), np.int8), np.empty(experts, dt)
     capacity = math.ceil(capacity_factor * tokens * top_k / experts) if capacity_factor else -1
-    _capacity(idx, experts, capacity, kept)
-    aux, z = _losses(logits, idx, probs)
-    return idx, weights, kept, aux, z
+    _capacity_and_balance(idx, probs, capacity, 0, 1, kept, balance)
+    return idx, weights, kept.astype(bool), experts * balance.sum(), lse_sq.mean()
 
 
 def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
                routed_scaling_factor=1.0, capacity_factor=0.0):
     logits, bias = moe_router_args(logits, bias, method, top_k, n_group, topk_group,
                                    routed_scaling_factor, capacity_factor)
-    lc = widen(logits)
-    idx, weights, kept, aux, z = _router(lc, widen(bias), method, top_k, n_group, topk_group,
-                                         routed_scaling_factor, capacity_factor)
+    idx, weights, kept, aux, z = _router(widen(logits), widen(bias), method, top_k, n_group,
+                                         topk_group, routed_scaling_factor, capacity_factor)
     dtype = logits.dtype
     return {"expert_ids": idx, "weights": weights.astype(dtype), "kept": kept,
             "aux_loss": np.full(1, aux, dtype=dtype), "z_loss": np.full(1, z, dtype=dtype)}
@@ -143,8 +52,8 @@ def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
 @numba.njit(cache=True)
 def _dispatch(idx, kept, experts):
     """The kept assignments sorted by expert (within an expert: token order, then slot):
-    rows[i], slots[i] of assignment i, and offsets (E + 1,) so expert e owns
-    rows[offsets[e]:offsets[e + 1]]."""
+    rows[i] of assignment i, offsets (E + 1,) so expert e owns rows[offsets[e]:offsets[e + 1]],
+    and position[t, j] = the assignment index of slot j of token t (-1: dropped)."""
     tokens, k = idx.shape
     offsets = np.zeros(experts + 1, dtype=np.int64)
     for t in range(tokens):
@@ -155,43 +64,20 @@ def _dispatch(idx, kept, experts):
         offsets[e + 1] += offsets[e]
     fill = offsets[:-1].copy()
     rows = np.empty(offsets[experts], dtype=np.int64)
-    slots = np.empty(offsets[experts], dtype=np.int64)
+    position = np.full((tokens, k), -1, dtype=np.int64)
     for t in range(tokens):
         for j in range(k):
             if kept[t, j]:
                 e = idx[t, j]
-                rows[fill[e]], slots[fill[e]] = t, j
+                rows[fill[e]], position[t, j] = t, fill[e]
                 fill[e] += 1
-    return rows, slots, offsets
-
-
-@numba.njit(cache=True)
-def _combine(y, rows, slots, weights, out):
-    """y[rows[i]] += weights[rows[i], slots[i]] * out[i], in dispatch order."""
-    for i in range(rows.shape[0]):
-        w = weights[rows[i], slots[i]]
-        for d in range(y.shape[1]):
-            y[rows[i], d] += w * out[i, d]
+    return rows, offsets, position
 
 
 def _swiglu_rows(x, w_gate, w_up, w_down):
     """W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D): one GEMM per projection."""
     g = x @ w_gate.T  # (n, F)
     return (g / (1 + np.exp(-g)) * (x @ w_up.T)) @ w_down.T  # (n, D)
-
-
-def _experts(h, idx, weights, kept, w_gate, w_up, w_down):
-    """Grouped per-expert matmuls: dispatch (gather each expert's rows), one SwiGLU GEMM chain
-    per expert, combine (scatter-add the weighted rows)."""
-    rows, slots, offsets = _dispatch(idx, kept, w_gate.shape[0])
-    out = np.empty((rows.shape[0], h.shape[1]), dtype=h.dtype)  # (assignments, D)
-    for e in range(w_gate.shape[0]):
-        mine = slice(offsets[e], offsets[e + 1])
-        if mine.start < mine.stop:
-            out[mine] = _swiglu_rows(h[rows[mine]], w_gate[e], w_up[e], w_down[e])
-    y = np.zeros_like(h)
-    _combine(y, rows, slots, weights, out)
-    return y
 
 
 def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
@@ -205,10 +91,18 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
         return {"y": h.copy(), "expert_ids": np.zeros((0, top_k), np.int64),
                 "weights": np.zeros((0, top_k), dtype), "kept": np.zeros((0, top_k), np.bool_)}
     hc = widen(h)
-    logits = hc @ widen(gate_weight).T  # (T, E)
-    idx, weights, kept, _, _ = _router(logits, widen(bias), method, top_k, n_group, topk_group,
-                                       routed_scaling_factor, capacity_factor)
-    y = _experts(hc, idx, weights, kept, widen(w_gate), widen(w_up), widen(w_down))
-    if shared is not None:
-        y += _swiglu_rows(hc, *(widen(w) for w in shared))
+    idx, weights, kept, _, _ = _router(hc @ widen(gate_weight).T, widen(bias), method, top_k,
+                                       n_group, topk_group, routed_scaling_factor, capacity_factor)
+    # grouped per-expert GEMMs: gather each expert's rows, one SwiGLU chain per expert
+    w_gate, w_up, w_down = widen(w_gate), widen(w_up), widen(w_down)
+    rows, offsets, position = _dispatch(idx, kept, w_gate.shape[0])
+    out = np.empty((rows.shape[0], h.shape[1]), dtype=hc.dtype)  # (assignments, D)
+    for e in range(w_gate.shape[0]):
+        mine = slice(offsets[e], offsets[e + 1])
+        if mine.start < mine.stop:
+            out[mine] = _swiglu_rows(hc[rows[mine]], w_gate[e], w_up[e], w_down[e])
+    shared_out = (_swiglu_rows(hc, *(widen(w) for w in shared)) if shared is not None
+                  else np.zeros((1, 1), hc.dtype))  # (T, D), or unread
+    y = np.empty_like(hc)
+    _combine_rows(out, position, weights, shared_out, shared is not None, 0, 1, y)
     return {"y": y.astype(dtype), "expert_ids": idx, "weights": weights.astype(dtype), "kept": kept}

@@ -1,43 +1,34 @@
-"""Softmax and log-softmax as numba.njit row kernels (reference: llmref.ref.softmax)."""
-import math
-
+"""Softmax and log-softmax on numba-cpu (reference: llmref.ref.softmax): each row in turn
+runs the shared passes of llmref.accel.kernels.softmax over all of its columns. Checked by
+the reference's softmax_args / log_softmax_args; float16/bfloat16 rows are widened to
+float32 (llmref.accel._host) and the result rounded once.
+"""
 import numba
 import numpy as np
 
 from llmref.accel._host import rows_along
+from llmref.accel.kernels import softmax as kernels
 from llmref.ref.softmax import log_softmax_args, softmax_args
+
+_row_max = numba.njit(cache=True)(kernels.row_max)
+_row_exp_sum = numba.njit(cache=True)(kernels.row_exp_sum)
+_normalise_row = numba.njit(cache=True)(kernels.normalise_row)
 
 
 @numba.njit(cache=True)
-def _softmax_rows(x, out, log):
-    """out[r] = softmax(x[r]) or log_softmax(x[r]): a max pass, then one exp per element."""
+def _softmax_rows(x, log, out):
     for r in range(x.shape[0]):
-        m = -np.inf
-        for j in range(x.shape[1]):
-            m = max(m, x[r, j])
-        s = 0.0
-        for j in range(x.shape[1]):
-            shifted = x[r, j] - m
-            e = math.exp(shifted)
-            s += e
-            out[r, j] = shifted if log else e
-        if log:
-            log_s = math.log(s)
-            for j in range(x.shape[1]):
-                out[r, j] -= log_s
-        else:
-            inv_s = 1.0 / s
-            for j in range(x.shape[1]):
-                out[r, j] *= inv_s
+        s = _row_exp_sum(x, r, _row_max(x, r, 0, 1), log, 0, 1, out)
+        _normalise_row(out, r, s, log, 0, 1)
 
 
 def _run(x, axis, log):
     """x and axis already validated; an empty x has nothing to normalise."""
     if x.size == 0:
         return x.copy()
-    rows, restore = rows_along(x, axis)
+    rows, restore = rows_along(x, axis)  # (rows, n)
     out = np.empty_like(rows)
-    _softmax_rows(rows, out, log)
+    _softmax_rows(rows, log, out)
     return restore(out)
 
 

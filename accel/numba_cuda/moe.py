@@ -1,165 +1,84 @@
-"""MoE routing and the MoE layer as numba.cuda kernels (reference: llmref.ref.moe).
+"""MoE routing and the MoE layer on numba-cuda (reference: llmref.ref.moe).
 
-Router: one thread per token (scores, group mask, K rounds of lowest-index argmax); capacity:
-one thread per expert scanning the assignments slot-major; loss partials: one thread per
-expert. Layer: the host sorts assignments by expert (dispatch offsets); grouped SwiGLU kernels
-run one thread per (assignment row, F) and per (assignment row, D); a combine kernel sums each
-token's kept slots in slot order. Every output buffer is guarded.
+Routing (one thread per token), capacity and the balance terms (one thread per expert) and
+the combine (one thread per output element) run the shared loops of llmref.accel.kernels.moe.
+The layer's GEMMs are this backend's own, one thread per output element: the router logits,
+then, on the assignments the host sorted by expert (dispatch), the grouped SwiGLU up and down
+projections; numba-cpu gives its GEMMs to NumPy's BLAS instead, which has no numba.cuda
+counterpart. Checked by the reference's moe_router_args / moe_layer_args; float16/bfloat16
+inputs are widened to float32 on the host, every output buffer is guarded and the outputs
+are rounded once.
 """
 import math
 
 import numpy as np
 from numba import cuda
 
-from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import widen
-from llmref.backends import simulated
+from llmref.accel.kernels import moe as kernels
+from llmref.accel.numba_cuda._launch import THREADS, Guarded, grid
 from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
-THREADS = 32 if simulated() else 128
-
-
-def _blocks(n):
-    return (n + THREADS - 1) // THREADS
+_route_tokens = cuda.jit(device=True)(kernels.route_tokens)
+_capacity_and_balance = cuda.jit(device=True)(kernels.capacity_and_balance)
+_combine_rows = cuda.jit(device=True)(kernels.combine_rows)
 
 
 @cuda.jit
 def _route(logits, bias, method, top_k, n_group, topk_group, scale, scores, choice, group_score,
            idx, weights, probs, lse_sq):
-    t = cuda.grid(1)
-    if t >= logits.shape[0]:
-        return
-    experts = logits.shape[1]
-    size = experts // n_group
-    m = -math.inf
-    for e in range(experts):
-        m = max(m, logits[t, e])
-    s = 0.0
-    for e in range(experts):
-        s += math.exp(logits[t, e] - m)
-    lse = m + math.log(s)
-    lse_sq[t] = lse * lse
-    total = 0.0
-    for e in range(experts):
-        x = logits[t, e]
-        if method == 2:
-            scores[t, e] = 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-        else:
-            scores[t, e] = math.exp(x - m) / s
-        total += scores[t, e]
-    for e in range(experts):
-        probs[t, e] = scores[t, e] / total if method == 2 else scores[t, e]
-        choice[t, e] = scores[t, e] + bias[e] if method == 2 else scores[t, e]
-    if method != 0 and n_group > 1:
-        for g in range(n_group):
-            first = -math.inf
-            second = -math.inf
-            for e in range(g * size, (g + 1) * size):
-                c = choice[t, e]
-                if c > first:
-                    second = first
-                    first = c
-                elif c > second:
-                    second = c
-            group_score[t, g] = first + second if method == 2 else first
-        for _ in range(n_group - topk_group):  # drop the worst group: lowest score, highest index
-            worst = 0
-            for g in range(1, n_group):
-                if group_score[t, g] <= group_score[t, worst]:
-                    worst = g
-            group_score[t, worst] = math.inf
-            for e in range(worst * size, (worst + 1) * size):
-                choice[t, e] = -math.inf
-    chosen = 0.0
-    for j in range(top_k):
-        best = 0
-        for e in range(1, experts):
-            if choice[t, e] > choice[t, best]:
-                best = e
-        idx[t, j] = best
-        weights[t, j] = scores[t, best]
-        chosen += scores[t, best]
-        choice[t, best] = -math.inf
-    for j in range(top_k):
-        if method == 0:
-            weights[t, j] = weights[t, j] / chosen
-        elif method == 1:
-            weights[t, j] = weights[t, j] * scale
-        else:
-            weights[t, j] = weights[t, j] / chosen * scale
+    _route_tokens(logits, bias, method, top_k, n_group, topk_group, scale, cuda.grid(1),
+                  cuda.gridsize(1), scores, choice, group_score, idx, weights, probs, lse_sq)
 
 
 @cuda.jit
-def _capacity_and_balance(idx, probs, capacity, kept, balance):
-    """Thread e: kept flags of expert e's assignments (slot-major) and f_e * P_e."""
-    e = cuda.grid(1)
-    if e >= probs.shape[1]:
-        return
-    tokens, k = idx.shape
-    load = 0
-    for j in range(k):
-        for t in range(tokens):
-            if idx[t, j] == e:
-                kept[t, j] = 1 if capacity < 0 or load < capacity else 0
-                load += 1
-    p = 0.0
-    for t in range(tokens):
-        p += probs[t, e]
-    balance[e] = load / (tokens * k) * (p / tokens)
+def _capacity(idx, probs, capacity, kept, balance):
+    _capacity_and_balance(idx, probs, capacity, cuda.grid(1), cuda.gridsize(1), kept, balance)
 
 
-def _router_device(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
-                   capacity_factor):
-    """Run the routing kernels on contiguous compute-dtype arrays; return host arrays."""
-    tokens, experts = logits.shape
-    dt = logits.dtype
-    idx_buf = guarded_host_buffer(tokens * top_k, np.int64)
-    w_buf = guarded_host_buffer(tokens * top_k, dt)
-    kept_buf = guarded_host_buffer(tokens * top_k, np.int8)
-    d_idx, d_w, d_kept = cuda.to_device(idx_buf), cuda.to_device(w_buf), cuda.to_device(kept_buf)
-    d_probs = cuda.device_array((tokens, experts), dtype=dt)
-    d_lse = cuda.device_array(tokens, dtype=dt)
-    d_balance = cuda.device_array(experts, dtype=dt)
-    shape = (tokens, top_k)
-    _route[_blocks(tokens), THREADS](
+@cuda.jit
+def _combine(expert_out, position, weights, shared_out, use_shared, y):
+    _combine_rows(expert_out, position, weights, shared_out, use_shared, cuda.grid(1),
+                  cuda.gridsize(1), y)
+
+
+def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
+            capacity_factor):
+    """(expert ids, weights, kept, aux_loss, z_loss) of checked compute-dtype logits (T, E)."""
+    (tokens, experts), dt = logits.shape, logits.dtype
+    idx = Guarded((tokens, top_k), np.int64, "numba-cuda moe router (expert_ids)")
+    weights = Guarded((tokens, top_k), dt, "numba-cuda moe router (weights)")
+    kept = Guarded((tokens, top_k), np.int8, "numba-cuda moe router (kept)")
+    d_probs, d_lse_sq = cuda.device_array((tokens, experts), dt), cuda.device_array(tokens, dt)
+    _route[grid(tokens), THREADS](
         cuda.to_device(logits), cuda.to_device(bias), METHODS.index(method), top_k, n_group,
-        topk_group, dt.type(routed_scaling_factor), cuda.device_array((tokens, experts), dtype=dt),
-        cuda.device_array((tokens, experts), dtype=dt), cuda.device_array((tokens, n_group), dtype=dt),
-        interior(d_idx, tokens * top_k).reshape(shape), interior(d_w, tokens * top_k).reshape(shape),
-        d_probs, d_lse)
+        topk_group, float(routed_scaling_factor), cuda.device_array((tokens, experts), dt),
+        cuda.device_array((tokens, experts), dt), cuda.device_array((tokens, n_group), dt),
+        idx.device, weights.device, d_probs, d_lse_sq)
+    d_balance = cuda.device_array(experts, dt)
     capacity = math.ceil(capacity_factor * tokens * top_k / experts) if capacity_factor else -1
-    _capacity_and_balance[_blocks(experts), THREADS](
-        interior(d_idx, tokens * top_k).reshape(shape), d_probs, capacity,
-        interior(d_kept, tokens * top_k).reshape(shape), d_balance)
-    out = {}
-    for name, d_buf, n in (("expert_ids", d_idx, tokens * top_k), ("weights", d_w, tokens * top_k),
-                           ("kept", d_kept, tokens * top_k)):
-        buf = d_buf.copy_to_host()
-        check_guards(buf, n, f"numba-cuda moe router ({name})")
-        out[name] = interior(buf, n).reshape(shape)
-    out["kept"] = out["kept"].astype(bool)
-    out["aux_loss"] = experts * d_balance.copy_to_host().sum()
-    out["z_loss"] = d_lse.copy_to_host().mean()
-    return out
+    _capacity[grid(experts), THREADS](idx.device, d_probs, capacity, kept.device, d_balance)
+    return (idx.result(), weights.result(), kept.result().astype(bool),
+            experts * d_balance.copy_to_host().sum(), d_lse_sq.copy_to_host().mean())
 
 
 def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
                routed_scaling_factor=1.0, capacity_factor=0.0):
     logits, bias = moe_router_args(logits, bias, method, top_k, n_group, topk_group,
                                    routed_scaling_factor, capacity_factor)
-    out = _router_device(widen(logits), widen(bias), method, top_k, n_group, topk_group,
-                         routed_scaling_factor, capacity_factor)
+    idx, weights, kept, aux, z = _router(widen(logits), widen(bias), method, top_k, n_group,
+                                         topk_group, routed_scaling_factor, capacity_factor)
     dtype = logits.dtype
-    return {"expert_ids": out["expert_ids"].copy(), "weights": out["weights"].astype(dtype),
-            "kept": out["kept"], "aux_loss": np.full(1, out["aux_loss"], dtype=dtype),
-            "z_loss": np.full(1, out["z_loss"], dtype=dtype)}
+    return {"expert_ids": idx, "weights": weights.astype(dtype), "kept": kept,
+            "aux_loss": np.full(1, aux, dtype=dtype), "z_loss": np.full(1, z, dtype=dtype)}
 
 
 @cuda.jit
 def _matmul_t(a, w, out):
     """out[i, o] = sum_d a[i, d] w[o, d]  (router logits: a = hidden, w = gate_weight)."""
-    i, o = cuda.grid(2)
-    if i < out.shape[0] and o < out.shape[1]:
+    width = out.shape[1]
+    for k in range(cuda.grid(1), out.shape[0] * width, cuda.gridsize(1)):
+        i, o = k // width, k % width
         s = 0.0
         for d in range(a.shape[1]):
             s += a[i, d] * w[o, d]
@@ -168,9 +87,10 @@ def _matmul_t(a, w, out):
 
 @cuda.jit
 def _grouped_up(h, rows, row_expert, w_gate, w_up, act):
-    """act[r, f] = silu(w_gate[e] . h[rows[r]]) * (w_up[e] . h[rows[r]]),  e = row_expert[r]."""
-    r, f = cuda.grid(2)
-    if r < act.shape[0] and f < act.shape[1]:
+    """act[r, f] = silu(w_gate[e, f] . h[rows[r]]) * (w_up[e, f] . h[rows[r]]),  e = row_expert[r]."""
+    ffn = act.shape[1]
+    for k in range(cuda.grid(1), act.shape[0] * ffn, cuda.gridsize(1)):
+        r, f = k // ffn, k % ffn
         e = row_expert[r]
         g = 0.0
         u = 0.0
@@ -182,9 +102,10 @@ def _grouped_up(h, rows, row_expert, w_gate, w_up, act):
 
 @cuda.jit
 def _grouped_down(act, row_expert, w_down, out):
-    """out[r, d] = sum_f w_down[e, d, f] act[r, f]."""
-    r, d = cuda.grid(2)
-    if r < out.shape[0] and d < out.shape[1]:
+    """out[r, d] = sum_f w_down[e, d, f] act[r, f],  e = row_expert[r]."""
+    dim = out.shape[1]
+    for k in range(cuda.grid(1), out.shape[0] * dim, cuda.gridsize(1)):
+        r, d = k // dim, k % dim
         e = row_expert[r]
         s = 0.0
         for f in range(act.shape[1]):
@@ -192,36 +113,14 @@ def _grouped_down(act, row_expert, w_down, out):
         out[r, d] = s
 
 
-@cuda.jit
-def _combine(expert_out, position, weights, shared_out, use_shared, y):
-    """y[t, d] = sum over kept slots j (slot order) of weights[t, j] * expert_out[position[t, j], d]
-    (+ shared_out[t, d])."""
-    t, d = cuda.grid(2)
-    if t < y.shape[0] and d < y.shape[1]:
-        s = 0.0
-        for j in range(position.shape[1]):
-            if position[t, j] >= 0:
-                s += weights[t, j] * expert_out[position[t, j], d]
-        if use_shared:
-            s += shared_out[t, d]
-        y[t, d] = s
-
-
-def _grid2(n, m):
-    """At least one block per axis (a zero-size grid is not a valid launch); the kernels
-    check their bounds."""
-    side = 8 if simulated() else 16
-    return (max(1, (n + side - 1) // side), max(1, (m + side - 1) // side)), (side, side)
-
-
 def _grouped_swiglu(d_h, rows, row_expert, d_wg, d_wu, d_wd, dim, ffn, dtype):
     """Expert outputs (len(rows), D) for the dispatched rows, on the device."""
     n = len(rows)
     d_rows, d_row_expert = cuda.to_device(rows), cuda.to_device(row_expert)
     d_act = cuda.device_array((n, ffn), dtype=dtype)
-    _grouped_up[_grid2(n, ffn)](d_h, d_rows, d_row_expert, d_wg, d_wu, d_act)
+    _grouped_up[grid(n * ffn), THREADS](d_h, d_rows, d_row_expert, d_wg, d_wu, d_act)
     d_out = cuda.device_array((n, dim), dtype=dtype)
-    _grouped_down[_grid2(n, dim)](d_act, d_row_expert, d_wd, d_out)
+    _grouped_down[grid(n * dim), THREADS](d_act, d_row_expert, d_wd, d_out)
     return d_out
 
 
@@ -240,10 +139,9 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
     experts, ffn = w_gate.shape[:2]
     d_h = cuda.to_device(hc)
     d_logits = cuda.device_array((tokens, experts), dtype=dt)
-    _matmul_t[_grid2(tokens, experts)](d_h, cuda.to_device(widen(gate_weight)), d_logits)
-    routed = _router_device(d_logits.copy_to_host(), widen(bias), method, top_k, n_group,
-                            topk_group, routed_scaling_factor, capacity_factor)
-    idx, weights, kept = routed["expert_ids"], routed["weights"], routed["kept"]
+    _matmul_t[grid(tokens * experts), THREADS](d_h, cuda.to_device(widen(gate_weight)), d_logits)
+    idx, weights, kept, _, _ = _router(d_logits.copy_to_host(), widen(bias), method, top_k,
+                                       n_group, topk_group, routed_scaling_factor, capacity_factor)
     # dispatch: kept assignments sorted by expert, token order within an expert
     tok, slot = np.nonzero(kept)
     order = np.lexsort((tok, idx[tok, slot]))
@@ -261,11 +159,8 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
                                    sg.shape[1], dt)
     else:
         d_shared = cuda.device_array((1, 1), dtype=dt)
-    y_buf = guarded_host_buffer(hc.size, dt)
-    d_y = cuda.to_device(y_buf)
-    _combine[_grid2(tokens, dim)](d_out, cuda.to_device(position), cuda.to_device(weights),
-                                  d_shared, shared is not None, interior(d_y, hc.size).reshape(hc.shape))
-    y_buf = d_y.copy_to_host()
-    check_guards(y_buf, hc.size, "numba-cuda moe_layer (y)")
-    return {"y": interior(y_buf, hc.size).reshape(hc.shape).astype(dtype),
-            "expert_ids": idx.copy(), "weights": weights.astype(dtype), "kept": kept}
+    y = Guarded(hc.shape, dt, "numba-cuda moe_layer (y)")
+    _combine[grid(hc.size), THREADS](d_out, cuda.to_device(position), cuda.to_device(weights),
+                                     d_shared, shared is not None, y.device)
+    return {"y": y.result().astype(dtype), "expert_ids": idx, "weights": weights.astype(dtype),
+            "kept": kept}

@@ -1,89 +1,50 @@
-"""Softmax and log-softmax as numba.cuda kernels: one thread block per row.
-
-Each block reduces its row's maximum and sum in shared memory (tree reduction over
-THREADS lanes), then writes the row. float16/bfloat16 rows are widened to float32 on the host.
+"""Softmax and log-softmax on numba-cuda (reference: llmref.ref.softmax): one thread block
+per row. Each pass of llmref.accel.kernels.softmax runs on every thread over its stride of
+the row's columns, and the block combines the partial maximum and sum in shared memory
+(llmref.accel.numba_cuda._reduce) before the next pass. Checked by the reference's
+softmax_args / log_softmax_args; float16/bfloat16 rows are widened to float32 on the host
+and the result rounded once.
 """
-import math
+from functools import lru_cache
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float32, float64
 
-from llmref.accel._guard import check_guards, guarded_host_buffer, interior
 from llmref.accel._host import rows_along
-from llmref.backends import simulated
+from llmref.accel.kernels import softmax as kernels
+from llmref.accel.numba_cuda._launch import THREADS, Guarded
+from llmref.accel.numba_cuda._reduce import block_reduce
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
-# A warp-sized block under the simulator, where every thread is a Python thread.
-THREADS = 32 if simulated() else 128
+_row_max = cuda.jit(device=True)(kernels.row_max)
+_row_exp_sum = cuda.jit(device=True)(kernels.row_exp_sum)
+_normalise_row = cuda.jit(device=True)(kernels.normalise_row)
 
 
-def _make_kernel(dtype):
+@lru_cache(maxsize=None)
+def _kernel(dtype):
+    """The row kernel whose shared memory holds `dtype` (float32 or float64) partials."""
+    shared_dtype = float64 if dtype == np.float64 else float32
+
     @cuda.jit
-    def softmax_rows(x, out, log):
-        row = cuda.blockIdx.x
-        tid = cuda.threadIdx.x
-        n = x.shape[1]
-        shared = cuda.shared.array(THREADS, dtype)
-        # 1. row maximum
-        m = -math.inf
-        for j in range(tid, n, THREADS):
-            m = max(m, x[row, j])
-        shared[tid] = m
-        cuda.syncthreads()
-        stride = THREADS // 2
-        while stride > 0:
-            if tid < stride:
-                shared[tid] = max(shared[tid], shared[tid + stride])
-            cuda.syncthreads()
-            stride //= 2
-        m = shared[0]
-        cuda.syncthreads()
-        # 2. sum of exp(x - m)
-        s = 0.0
-        for j in range(tid, n, THREADS):
-            s += math.exp(x[row, j] - m)
-        shared[tid] = s
-        cuda.syncthreads()
-        stride = THREADS // 2
-        while stride > 0:
-            if tid < stride:
-                shared[tid] += shared[tid + stride]
-            cuda.syncthreads()
-            stride //= 2
-        s = shared[0]
-        # 3. write
-        for j in range(tid, n, THREADS):
-            if log:
-                out[row, j] = (x[row, j] - m) - math.log(s)
-            else:
-                out[row, j] = math.exp(x[row, j] - m) / s
+    def softmax_rows(x, log, out):
+        r, tid = cuda.blockIdx.x, cuda.threadIdx.x
+        shared = cuda.shared.array(THREADS, shared_dtype)
+        m = block_reduce(_row_max(x, r, tid, THREADS), shared, True)
+        s = block_reduce(_row_exp_sum(x, r, m, log, tid, THREADS, out), shared, False)
+        _normalise_row(out, r, s, log, tid, THREADS)
 
     return softmax_rows
-
-
-_KERNELS = {np.dtype(np.float32): _make_kernel(float32)}
-
-
-def _kernel(dtype):
-    if dtype not in _KERNELS:
-        from numba import float64
-
-        _KERNELS[dtype] = _make_kernel(float64)
-    return _KERNELS[dtype]
 
 
 def _run(x, axis, log):
     """x and axis already validated; an empty x has nothing to normalise (and no blocks)."""
     if x.size == 0:
         return x.copy()
-    rows, restore = rows_along(x, axis)
-    buf = guarded_host_buffer(rows.size, rows.dtype)
-    d_buf = cuda.to_device(buf)
-    d_out = interior(d_buf, rows.size).reshape(rows.shape)
-    _kernel(rows.dtype)[rows.shape[0], THREADS](cuda.to_device(rows), d_out, log)
-    buf = d_buf.copy_to_host()
-    check_guards(buf, rows.size, "numba-cuda softmax")
-    return restore(interior(buf, rows.size).reshape(rows.shape))
+    rows, restore = rows_along(x, axis)  # (rows, n)
+    out = Guarded(rows.shape, rows.dtype, "numba-cuda softmax")
+    _kernel(rows.dtype)[rows.shape[0], THREADS](cuda.to_device(rows), log, out.device)  # a block per row
+    return restore(out.result())
 
 
 def softmax(x, axis=-1):

@@ -1,0 +1,96 @@
+"""LayerNorm, RMSNorm and BatchNorm on numba-cpu (reference: llmref.ref.norm): each row (or
+channel) in turn runs the shared passes of llmref.accel.kernels.norm over all of its values.
+Checked by the reference's <name>_args; float16/bfloat16 inputs are widened to float32
+(llmref.accel._host) and the outputs rounded once; BatchNorm's running statistics are
+updated by the reference's running_statistics.
+"""
+import math
+
+import numba
+import numpy as np
+
+from llmref.accel._host import compute_dtype, widen
+from llmref.accel.kernels import norm as kernels
+from llmref.ref.norm import batchnorm_args, layernorm_args, rmsnorm_args, running_statistics
+
+_row_sum = numba.njit(cache=True)(kernels.row_sum)
+_row_squared_deviations = numba.njit(cache=True)(kernels.row_squared_deviations)
+_row_squares = numba.njit(cache=True)(kernels.row_squares)
+_layernorm_row = numba.njit(cache=True)(kernels.layernorm_row)
+_rmsnorm_row = numba.njit(cache=True)(kernels.rmsnorm_row)
+_channel_sum = numba.njit(cache=True)(kernels.channel_sum)
+_channel_squared_deviations = numba.njit(cache=True)(kernels.channel_squared_deviations)
+_normalise_channel = numba.njit(cache=True)(kernels.normalise_channel)
+
+
+@numba.njit(cache=True)
+def _layernorm_rows(x, weight, bias, eps, out):
+    n = x.shape[1]
+    for r in range(x.shape[0]):
+        mean = _row_sum(x, r, 0, 1) / n
+        inv_std = 1.0 / math.sqrt(_row_squared_deviations(x, r, mean, 0, 1) / n + eps)
+        _layernorm_row(x, r, mean, inv_std, weight, bias, 0, 1, out)
+
+
+@numba.njit(cache=True)
+def _rmsnorm_rows(x, weight, eps, weight_offset, out):
+    for r in range(x.shape[0]):
+        inv_rms = 1.0 / math.sqrt(_row_squares(x, r, 0, 1) / x.shape[1] + eps)
+        _rmsnorm_row(x, r, inv_rms, weight, weight_offset, 0, 1, out)
+
+
+@numba.njit(cache=True)
+def _channel_stats(x, mean, var):
+    """mean[c] and var[c] (biased) of x[:, c, :], x (N, C, S)."""
+    count = x.shape[0] * x.shape[2]
+    for c in range(x.shape[1]):
+        m = _channel_sum(x, c, 0, 1) / count
+        mean[c] = m
+        var[c] = _channel_squared_deviations(x, c, m, 0, 1) / count
+
+
+@numba.njit(cache=True)
+def _normalise_channels(x, mean, var, weight, bias, eps, out):
+    for c in range(x.shape[1]):
+        _normalise_channel(x, c, mean, var, weight, bias, eps, 0, 1, out)
+
+
+def _per_row(rows_fn, x, *operands):
+    """rows_fn(rows, *operands, out) over checked, non-empty x as (rows, n = x.shape[-1]) in
+    its compute dtype; the result in x's shape and dtype."""
+    rows = widen(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (rows, n)
+    out = np.empty_like(rows)
+    rows_fn(rows, *operands, out)
+    return out.reshape(x.shape).astype(x.dtype)
+
+
+def layernorm(x, weight, bias, eps=1e-5):
+    x, weight, bias, eps = layernorm_args(x, weight, bias, eps)
+    if x.size == 0:  # nothing to normalise
+        return x.copy()
+    return _per_row(_layernorm_rows, x, widen(weight), widen(bias), compute_dtype(x.dtype).type(eps))
+
+
+def rmsnorm(x, weight, eps=1e-6, weight_offset=0.0):
+    x, weight, eps, weight_offset = rmsnorm_args(x, weight, eps, weight_offset)
+    if x.size == 0:  # nothing to normalise
+        return x.copy()
+    acc = compute_dtype(x.dtype)
+    return _per_row(_rmsnorm_rows, x, widen(weight), acc.type(eps), acc.type(weight_offset))
+
+
+def batchnorm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    x, *vectors, momentum, eps = batchnorm_args(x, weight, bias, running_mean, running_var,
+                                                training, momentum, eps)
+    weight, bias, running_mean, running_var = (widen(v) for v in vectors)
+    cube = widen(x).reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))  # (N, C, S)
+    if training:
+        mean, var = np.empty_like(weight), np.empty_like(weight)
+        _channel_stats(cube, mean, var)
+        new_mean, new_var = running_statistics(running_mean, running_var, mean, var,
+                                               cube.shape[0] * cube.shape[2], momentum)
+    else:
+        mean, var = new_mean, new_var = running_mean, running_var
+    out = np.empty_like(cube)
+    _normalise_channels(cube, mean, var, weight, bias, cube.dtype.type(eps), out)
+    return out.reshape(x.shape).astype(x.dtype), new_mean.astype(x.dtype), new_var.astype(x.dtype)
