@@ -103,6 +103,11 @@ def _parser():
                    help="run the implementation in this process (debugging: no isolation)")
     s.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                    help="do not run the spec's wrong variants on failing cases")
+    s.add_argument("--fit", action="store_true", help="judge a sampler that draws its own random "
+                   "numbers: support and a binomial fit per token (the spec's fit section)")
+    s.add_argument("--draws", type=int, default=20_000, help="--fit: draws per case (default 20000)")
+    s.add_argument("--alpha", type=float, default=1e-6,
+                   help="--fit: false-alarm probability per case (default 1e-6)")
     s.add_argument("--impact", action="store_true", help="also swap the implementation into the tiny "
                    "models that use this component and report the logit KL and top-1 flip rate")
     _parallel_options(s)
@@ -349,6 +354,8 @@ def cmd_audit(args):
         raise InputError(f"--spec: {args.spec} defines {spec.id!r}, not {args.component!r}")
     if args.timeout <= 0:
         raise InputError(f"--timeout: must be > 0 seconds, got {args.timeout:g}")
+    if args.fit:
+        return _fit(args, spec)
     if (args.target is None) == (args.command is None):
         raise InputError("MODULE:CALLABLE: give either an implementation or --exec CMD, not both")
     if args.command is not None:
@@ -392,6 +399,28 @@ def cmd_audit(args):
         f"(--jobs {args.jobs}, {args.executor})", "green" if report.passed else "red")
     if args.impact:  # informational: the exit code stays the audit's
         _impact(args)
+    return 0 if report.passed else 1
+
+
+def _fit(args, spec):
+    """`audit --fit`: the sampler runs in this process, drawing `--draws` ids per row."""
+    from llmref.audit import Report
+    from llmref.fit import audit_sampler
+
+    if args.target is None:
+        raise InputError("--fit: needs MODULE:CALLABLE (a sampler), not --exec")
+    if args.draws < 1 or not 0 < args.alpha < 1:
+        raise InputError(f"--draws/--alpha: need draws >= 1 and 0 < alpha < 1, got {args.draws}, {args.alpha}")
+    results = audit_sampler(spec, _import_here(args.target), cases=args.case, draws=args.draws,
+                            alpha=args.alpha, tier=args.tier)
+    report = Report(spec.id, args.target, "float64", results, "in-process (fit)")
+    _write(args, [report], f"llmref audit {spec.id} {args.target} --fit")
+    for r in results:
+        m = r.comparisons[0].metrics if r.comparisons else {}
+        say(f"{r.outcome.value} {r.case}: {r.detail or 'fits'} "
+            f"(min p-value bound {m.get('min_p_value_bound', 1):.3g}, {m.get('tests', 0)} tests)",
+            "green" if r.outcome.value == "PASSED" else "red")
+    say("PASSED" if report.passed else "FAILED", "green" if report.passed else "red")
     return 0 if report.passed else 1
 
 

@@ -64,6 +64,8 @@ def judge_draws(draws: np.ndarray, probs: np.ndarray, alpha: float = DEFAULT_ALP
                        f"{int(draws[r, k])}, whose probability is 0"), {"outside_support": int(bad.sum())}
     support = probs > 0
     m = int(support.sum())
+    if m == 0:  # no rows: nothing was drawn, nothing can be wrong
+        return True, "", {"draws": n, "tests": 0, "alpha": alpha}
     counts = np.stack([np.bincount(draws[r], minlength=vocab) for r in range(rows)])
     upper, lower = tail_bounds(counts.astype(np.float64), n, np.where(support, probs, 0.5))
     pvalue = np.where(support, np.minimum(upper, lower), 1.0)
