@@ -41,15 +41,20 @@ def json_document(reports, command: str, extra=None) -> dict:
             "reports": [r.to_dict() for r in reports], "summary": summary(reports), **(extra or {})}
 
 
+# JUnit's split: <failure> is a wrong answer, <error> is the implementation not answering
+_JUNIT_ERRORS = {Outcome.RUNTIME_ERROR, Outcome.CRASHED, Outcome.TIMEOUT}
+
+
 def junit_xml(reports) -> str:
     suites = ET.Element("testsuites", {"name": "llmref"})
     for report in reports:
         failures = report.failures()
+        errors = [r for r in failures if r.outcome in _JUNIT_ERRORS]
         skipped = [r for r in report.results if r.outcome is Outcome.UNSUPPORTED]
         suite = ET.SubElement(suites, "testsuite", {
             "name": f"{report.component}[{report.implementation}@{report.dtype}]",
-            "tests": str(len(report.results)), "failures": str(len(failures)),
-            "skipped": str(len(skipped)), "errors": "0"})
+            "tests": str(len(report.results)), "failures": str(len(failures) - len(errors)),
+            "skipped": str(len(skipped)), "errors": str(len(errors))})
         for result in report.results:
             case = ET.SubElement(suite, "testcase", {
                 "classname": f"llmref.{report.component}.{report.implementation}",
@@ -57,8 +62,9 @@ def junit_xml(reports) -> str:
             if result.outcome is Outcome.UNSUPPORTED:
                 ET.SubElement(case, "skipped", {"message": result.detail})
             elif result.outcome is not Outcome.PASSED:
-                failure = ET.SubElement(case, "failure", {"type": result.outcome.value,
-                                                          "message": result.detail})
+                tag = "error" if result.outcome in _JUNIT_ERRORS else "failure"
+                failure = ET.SubElement(case, tag, {"type": result.outcome.value,
+                                                    "message": result.detail})
                 failure.text = f"reproduce: {result.repro}"
     return ET.tostring(suites, encoding="unicode")
 

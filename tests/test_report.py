@@ -59,11 +59,15 @@ def test_junit_parses_with_a_junit_parser(failing_audit):
     suites = list(xml)
     assert len(suites) == 1
     cases = list(suites[0])
-    assert len(cases) == 9
+    report = json.loads((out / "r.json").read_text())["reports"][0]
+    assert len(cases) == len(report["cases"]) > 0
     failed = [c for c in cases if c.result and isinstance(c.result[0], junitparser.Failure)]
-    assert {c.name for c in failed} == {f"{c}[float32]" for c in _failed_cases(out)}
+    errored = [c for c in cases if c.result and isinstance(c.result[0], junitparser.Error)]
+    assert {c.name for c in failed + errored} == {f"{c}[float32]" for c in _failed_cases(out)}
     assert "random_rows[float32]" in {c.name for c in failed}
     assert {c.result[0].type for c in failed} <= {"NUMERICAL_MISMATCH", "NAN_INF_MISMATCH"}
+    assert {c.result[0].type for c in errored} <= {"RUNTIME_ERROR", "CRASHED", "TIMEOUT"}
+    assert int(suites[0].errors) == len(errored)
 
 
 class _Structure(HTMLParser):

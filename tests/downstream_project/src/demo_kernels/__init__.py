@@ -5,7 +5,7 @@ import numpy as np
 
 def softmax(x, axis=-1):
     with np.errstate(invalid="ignore"):
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        e = np.exp(x - x.max(axis=axis, keepdims=True, initial=-np.inf))  # initial: an empty axis
         return e / e.sum(axis=axis, keepdims=True)
 
 
