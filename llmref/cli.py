@@ -14,6 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
+from llmref import fuzz
 from llmref.audit import audit
 from llmref.backends import BACKENDS, availability
 from llmref.dtypes import FLOAT_DTYPES, SHORT
@@ -140,6 +141,12 @@ def _parser():
     s.add_argument("--repeats", type=int, default=5, help="timed runs at least (default 5)")
     s.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the results as JSON")
     s.set_defaults(run=cmd_bench)
+
+    t = sub.add_parser("tokenizers", help="tokenizers on real vocabularies").add_subparsers(
+        required=True, metavar="ACTION")
+    s = fuzz.add_arguments(t.add_parser("fuzz", help="differential fuzzing against tiktoken, tokenizers "
+                                        "or sentencepiece, shrinking a mismatch to the shortest text"))
+    s.set_defaults(run=fuzz.run)
 
     s = sub.add_parser("coverage", help="generate docs/coverage.md: backends x dtypes and the kill matrix")
     s.add_argument("--out", metavar="FILE", required=True)

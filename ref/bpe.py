@@ -9,18 +9,25 @@ Encoding, per tiktoken (src/lib.rs `byte_pair_encode`, `_educational.py`):
   2. the rest is pre-tokenised by a regex into pieces (never merged across);
   3. a piece that is itself a token is emitted as that token; otherwise it starts as its bytes
      and the adjacent pair whose concatenation has the LOWEST rank is merged, leftmost on ties,
-     until no adjacent concatenation is a token.
+     until no adjacent concatenation is a token. `merge_adjacent` does this with a heap of
+     candidate pairs over a linked list of parts: O(n log n) for a piece of n bytes, where
+     rescanning every pair after each merge (the definition) is O(n^2) - one unbroken piece of
+     CJK, emoji, base64 or DNA can be megabytes long.
 Decoding concatenates token bytes and decodes UTF-8 with errors='replace' (like tiktoken's
 `decode`): a byte sequence that is not valid UTF-8 becomes U+FFFD per maximal invalid subpart.
 """
+import heapq
 import json
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 import regex
 
 from llmref.errors import InputError
-from llmref.validate import int_array
+from llmref.ref._corpus import CORPUS, SPECIAL_TOKENS, sample_text
+from llmref.ref._text import as_text, public_text, token_ids
+from llmref.validate import int_array, integer
 
 # tiktoken_ext/openai_public.py. GPT-2's contractions are case-sensitive; cl100k's are not
 # ("(?i:...)"), and cl100k splits digits into groups of at most three.
@@ -104,46 +111,81 @@ def byte_level(ranks: dict) -> dict:
     return ranks
 
 
+def _read_vocabulary_file(path) -> bytes:
+    """The bytes of a vocabulary file; a missing, empty or BOM-prefixed file is an error."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InputError(f"path: cannot read {path} ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise InputError(f"path: {path} is empty")
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise InputError(f"path: {path} starts with a UTF-8 byte-order mark (U+FEFF), which "
+                         f"would become part of the first token; save the file without it")
+    return data
+
+
 def load_tiktoken(path) -> dict:
-    """A .tiktoken file: one 'base64(token bytes) rank' per line -> {bytes: rank}."""
+    """A .tiktoken file: one 'base64(token bytes) rank' per line -> {bytes: rank}, as
+    tiktoken/load.py load_tiktoken_bpe reads it. Blank lines are skipped; a malformed line, a
+    negative rank, a token or a rank given twice is an error naming the line."""
     import base64
     import binascii
 
-    ranks = {}
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            try:
-                if len(parts) != 2:
-                    raise ValueError("expected 'base64 rank'")
-                ranks[base64.b64decode(parts[0], validate=True)] = int(parts[1])
-            except (ValueError, binascii.Error) as exc:
-                raise InputError(f"path: line {number} of {path} is malformed ({exc})") from None
-    if len(set(ranks.values())) != len(ranks):
-        raise InputError(f"path: {path} assigns one rank to several tokens")
+    ranks, line_of, token_of = {}, {}, {}
+    for number, line in enumerate(_read_vocabulary_file(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError("expected 'base64 rank'")
+            token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
+        except (ValueError, binascii.Error) as exc:
+            raise InputError(f"path: line {number} of {path} is malformed ({exc})") from None
+        if rank < 0:
+            raise InputError(f"path: line {number} of {path} has a negative rank {rank}")
+        if token in ranks:
+            raise InputError(f"path: line {number} of {path} repeats the token {token!r} of "
+                             f"line {line_of[token]}")
+        if rank in token_of:
+            raise InputError(f"path: line {number} of {path} gives rank {rank} to {token!r}, "
+                             f"which line {line_of[token_of[rank]]} gave to {token_of[rank]!r}")
+        ranks[token], line_of[token], token_of[rank] = rank, number, token
     return ranks
 
 
-def load_tokenizer_json(path) -> tuple:
-    """A tokenizers `tokenizer.json` with a byte-level BPE model -> (ranks, special tokens).
-
-    The model's vocab maps byte-level strings (bytes_to_unicode) to ids; the ids are the ranks.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        model = data["model"]
-        if model.get("type", "BPE") != "BPE":
-            raise ValueError(f"model type is {model.get('type')!r}, not BPE")
-        byte_of = {c: b for b, c in bytes_to_unicode().items()}
-        ranks = {bytes(byte_of[c] for c in token): int(i) for token, i in model["vocab"].items()}
-        specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens", [])
-                    if t.get("special")}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"path: {path} is not a byte-level BPE tokenizer.json ({exc!r})") from None
-    return ranks, specials
+def load_data_gym(vocab_bpe, encoder_json) -> dict:
+    """GPT-2's vocab.bpe (merges) + encoder.json -> {bytes: rank}, as tiktoken/load.py
+    data_gym_to_mergeable_bpe_ranks builds the gpt2 encoding: the 256 bytes first, ranked in
+    bytes_to_unicode order (printable bytes, then the others), then one token per merge line;
+    encoder.json must give every token the same id."""
+    to_char = bytes_to_unicode()
+    order = sorted(range(256), key=lambda b: (ord(to_char[b]) >= 256, ord(to_char[b])))
+    byte_of = {c: b for b, c in to_char.items()}
+    ranks = {bytes([b]): rank for rank, b in enumerate(order)}
+    lines = _read_vocabulary_file(vocab_bpe).decode("utf-8").split("\n")
+    for number, line in enumerate(lines[1:-1], 2):  # line 1 is '#version: 0.2'
+        parts = line.split()
+        try:
+            token = b"".join(bytes(byte_of[c] for c in part) for part in parts)
+        except KeyError as exc:
+            raise InputError(f"vocab_bpe: line {number} has {exc.args[0]!r}, not a byte-level "
+                             f"character") from None
+        if len(parts) != 2 or token in ranks:
+            raise InputError(f"vocab_bpe: line {number} ({line!r}) is not a new merge 'a b'")
+        ranks[token] = len(ranks)
+    encoder = json.loads(_read_vocabulary_file(encoder_json).decode("utf-8"))
+    encoder.pop("<|endoftext|>", None)  # a special token, not a merge (tiktoken drops it too)
+    for text, i in encoder.items():
+        token = bytes(byte_of[c] for c in text if c in byte_of)
+        if len(token) != len(text) or ranks.get(token) != i:
+            raise InputError(f"encoder_json: {text!r} has id {i}, the merges give it "
+                             f"{ranks.get(token)}")
+    if len(encoder) != len(ranks):
+        raise InputError(f"encoder_json: {len(encoder)} tokens, the merges make {len(ranks)}")
+    return ranks
 
 
 def merges_from_ranks(ranks: dict) -> list:
@@ -186,45 +228,105 @@ def split_pieces(text: str, pattern: str = "cl100k") -> list:
     return regex.findall(pattern_regex(pattern), text)
 
 
-def merge_piece(piece: bytes, ranks: dict) -> list:
-    """Token ids of one pre-tokenised piece by lowest-rank merging (minbpe / tiktoken).
+def merge_adjacent(parts: list, merge) -> list:
+    """Repeatedly merge the adjacent pair of lowest priority, leftmost on ties, until no
+    adjacent pair merges; `merge(a, b)` is (priority: int, merged part) or None.
 
-    Invariant: `parts` always concatenates to `piece` and every part is a token. Each step
-    merges the adjacent pair whose concatenation has the lowest rank (leftmost on ties).
+    The definition rescans every adjacent pair after each merge: O(n^2) for n parts. Here:
+      * the parts form a linked list (nxt/prv over their first positions), so a merge is O(1);
+      * a heap holds one key per candidate pair, priority * n + position: one integer that
+        sorts by priority, then leftmost first - the definition's order;
+      * a merge changes only the pairs it forms with its two neighbours; those are pushed anew
+        and the old keys are left in the heap (lazy invalidation): a popped key is applied
+        only if the pair now at its position still merges with that priority. Every current
+        pair has its key in the heap, so the smallest valid key is the definition's choice.
+    Each merge pushes at most two keys and each key is popped once: O(n log n) time and O(n)
+    memory, with the same merges in the same order as the definition.
     """
+    n = len(parts)
+    parts = list(parts)
+    nxt = list(range(1, n)) + [-1]
+    prv = list(range(-1, n - 1))
+    alive = [True] * n
+
+    def key(i):  # the heap key of the pair starting at part i, or None
+        j = nxt[i]
+        found = merge(parts[i], parts[j]) if j != -1 else None
+        return None if found is None else found[0] * n + i
+
+    heap = [k for k in map(key, range(n - 1)) if k is not None]
+    heapq.heapify(heap)
+    while heap:
+        priority, i = divmod(heapq.heappop(heap), n)
+        j = nxt[i]
+        if not alive[i] or j == -1:
+            continue  # stale: the part was merged into its left neighbour, or has none right
+        found = merge(parts[i], parts[j])
+        if found is None or found[0] != priority:
+            continue  # stale: the pair at i changed since this key was pushed
+        parts[i], alive[j] = found[1], False
+        nxt[i] = nxt[j]
+        if nxt[j] != -1:
+            prv[nxt[j]] = i
+        for start in (prv[i], i):  # the two pairs this merge created
+            if start != -1 and (k := key(start)) is not None:
+                heapq.heappush(heap, k)
+    out, i = [], 0 if n else -1
+    while i != -1:
+        out.append(parts[i])
+        i = nxt[i]
+    return out
+
+
+def merge_piece(piece: bytes, ranks: dict) -> list:
+    """Token ids of one pre-tokenised piece by lowest-rank merging (tiktoken): the whole piece
+    if it is a token, else its bytes merged by merge_adjacent, where a pair merges when its
+    concatenation is a token, with that token's rank as priority."""
     if piece in ranks:  # tiktoken emits a whole-piece token directly
         return [ranks[piece]]
-    parts = [piece[i:i + 1] for i in range(len(piece))]
-    while len(parts) > 1:
-        pair_ranks = [ranks.get(parts[i] + parts[i + 1]) for i in range(len(parts) - 1)]
-        known = [(r, i) for i, r in enumerate(pair_ranks) if r is not None]
-        if not known:
-            break
-        _, i = min(known)  # lowest rank; the leftmost on ties
-        parts[i:i + 2] = [parts[i] + parts[i + 1]]
-    return [ranks[p] for p in parts]
+
+    def merge(a: bytes, b: bytes):
+        rank = ranks.get(a + b)
+        return None if rank is None else (rank, a + b)
+
+    return [ranks[p] for p in merge_adjacent([piece[i:i + 1] for i in range(len(piece))], merge)]
 
 
 def encode_ordinary(text: str, ranks: dict, pattern: str = "cl100k") -> list:
-    """ids = concat(merge_piece(utf8(p)) for p in split_pieces(text)); special text is text."""
+    """ids = concat(merge_piece(utf8(p)) for p in split_pieces(text)); special text is text.
+    text must be a str; a lone surrogate is repaired as tiktoken does."""
+    text = public_text("text", text, surrogates="tiktoken")
     return [i for piece in split_pieces(text, pattern) for i in merge_piece(piece.encode("utf-8"), ranks)]
 
 
 def special_sets(text: str, special: dict, allowed_special=(), disallowed_special="all") -> tuple:
-    """(allowed, disallowed) name sets of tiktoken's `Encoding.encode` ('all' allowed = every
-    special; 'all' disallowed = every special not allowed), after checking that each name is
-    a special token and that `text` contains no disallowed one."""
-    allowed = set(special) if allowed_special == "all" else set(allowed_special)
+    """(allowed, disallowed) name sets of tiktoken's `Encoding.encode` (tiktoken/core.py):
+    allowed_special 'all' = every special token, else a collection of names, of which those
+    that are not special tokens are ignored (they can never be cut out); disallowed_special
+    'all' = every special token not allowed, else a collection of names. Text containing any
+    disallowed name - a special token or not, as tiktoken searches for each - is an error."""
+    for arg, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
+        if value != "all" and (isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in value)):
+            raise InputError(f"{arg}: expected 'all' or a collection of special token names, "
+                             f"got {value!r}")
+    allowed = set(special) if allowed_special == "all" else set(allowed_special) & set(special)
     disallowed = set(special) - allowed if disallowed_special == "all" else set(disallowed_special)
-    for arg, names in (("allowed_special", allowed), ("disallowed_special", disallowed)):
-        for name in sorted(set(names) - set(special), key=repr):
-            raise InputError(f"{arg}: {name!r} is not a special token of this vocabulary")
     for name in sorted(disallowed):
-        if name in text:
+        if name and name in text:
             raise InputError(f"text: contains the disallowed special token {name!r}; pass it in "
                              f"allowed_special to encode it as a token, or remove it from "
                              f"disallowed_special to encode it as text")
     return allowed, disallowed
+
+
+def split_special(text: str, allowed: set) -> list:
+    """text cut at every allowed special name: [chunk, name, chunk, name, ..., chunk] (odd
+    entries are names). Longer names first, so a name that is a prefix of another cannot
+    shadow it."""
+    if not allowed:
+        return [text]
+    splitter = "|".join(regex.escape(n) for n in sorted(allowed, key=lambda n: (-len(n), n)))
+    return regex.split(f"({splitter})", text)
 
 
 def encode(text: str, ranks: dict, special: dict, pattern: str = "cl100k",
@@ -232,35 +334,15 @@ def encode(text: str, ranks: dict, special: dict, pattern: str = "cl100k",
     """tiktoken's `Encoding.encode`: `allowed_special` ('all' or names) become their ids;
     text containing a `disallowed_special` name ('all' = every special not allowed) is an
     error; any other special text is encoded as ordinary text."""
+    text = public_text("text", text, surrogates="tiktoken")
     allowed, _ = special_sets(text, special, allowed_special, disallowed_special)
-    if not allowed:
-        return encode_ordinary(text, ranks, pattern)
-    # Longest names first so a special that is a prefix of another cannot shadow it.
-    splitter = "|".join(regex.escape(n) for n in sorted(allowed, key=lambda n: (-len(n), n)))
     ids = []
-    for k, chunk in enumerate(regex.split(f"({splitter})", text)):
+    for k, chunk in enumerate(split_special(text, allowed)):
         if k % 2:  # odd chunks are the captured special tokens
             ids.append(special[chunk])
         elif chunk:
             ids.extend(encode_ordinary(chunk, ranks, pattern))
     return ids
-
-
-def as_text(name, text) -> str:
-    """str, or UTF-8 bytes decoded strictly; anything else (or a lone surrogate) is an error."""
-    if isinstance(text, (bytes, bytearray, np.ndarray)):
-        raw = bytes(np.asarray(text, dtype=np.uint8)) if isinstance(text, np.ndarray) else bytes(text)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{name}: invalid UTF-8 at byte {exc.start} ({exc.reason})") from None
-    if not isinstance(text, str):
-        raise InputError(f"{name}: expected str or UTF-8 bytes, got {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"{name}: lone surrogate at index {exc.start} cannot be UTF-8 encoded") from None
-    return text
 
 
 def _disallowed(value):
@@ -269,16 +351,21 @@ def _disallowed(value):
 
 
 def bpe_encode_args(text, merges, pattern, special_tokens, allowed_special, disallowed_special):
-    """Validated (text, ranks, special, allowed, disallowed) of bpe_encode: text as str, the
-    vocabulary built from merges, the special ids, and the allowed / disallowed name sets
-    (text holding a disallowed name is an error); every backend checks through this."""
-    text = as_text("text", text)
+    """Validated (text, ranks, special, allowed, disallowed) of bpe_encode: text as str (lone
+    surrogates repaired as tiktoken does), the vocabulary built from merges, the special ids,
+    and the allowed / disallowed name sets (text holding a disallowed name is an error). The
+    spec is stricter than tiktoken about names: one that is not a special token is an error
+    naming its list. Every backend checks through this."""
+    text = as_text("text", text, surrogates="tiktoken")
     pattern_regex(pattern)
     ranks = ranks_from_merges(merges)
     special = special_ids(ranks, special_tokens)
     for name, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{name}: expected a list of special token names, got {value!r}")
+        unknown = sorted(set(value) - set(special) - ({"all"} if name == "disallowed_special" else set()))
+        if unknown:
+            raise InputError(f"{name}: {unknown[0]!r} is not a special token of this vocabulary")
     allowed, disallowed = special_sets(text, special, allowed_special, _disallowed(disallowed_special))
     return text, ranks, special, allowed, disallowed
 
@@ -297,7 +384,7 @@ def bpe_encode(text, merges, pattern="cl100k", special_tokens=(), allowed_specia
 
 def decode_bytes(ids, ranks: dict, special: dict) -> bytes:
     """The concatenated bytes of the tokens; an id outside the vocabulary is an error."""
-    ids = int_array("ids", ids, ndim=1)
+    ids = token_ids("ids", ids)
     token_of = {i: t for t, i in ranks.items()}
     token_of.update({i: name.encode("utf-8") for name, i in special.items()})
     unknown = [int(i) for i in ids if int(i) not in token_of]
@@ -365,6 +452,40 @@ def train(text: str, n_merges: int, pattern: str = "cl100k") -> list:
 def bpe_train(text, n_merges, pattern="cl100k"):
     """merges (M, 2) int64 learned from `text` (spec entry point)."""
     text = as_text("text", text)
-    if isinstance(n_merges, bool) or not isinstance(n_merges, (int, np.integer)) or n_merges < 0:
-        raise InputError(f"n_merges: expected an integer >= 0, got {n_merges!r}")
-    return np.asarray(train(text, int(n_merges), pattern), dtype=np.int64).reshape(-1, 2)
+    n_merges = integer("n_merges", n_merges, low=0)
+    return np.asarray(train(text, n_merges, pattern), dtype=np.int64).reshape(-1, 2)
+
+
+# --- case generators (specs/bpe_encode.yaml, bpe_decode.yaml, bpe_train.yaml) ---
+
+# A small vocabulary keeps the goldens small while still merging within words.
+N_MERGES = 300
+
+
+@lru_cache(maxsize=4)
+def trained_merges(pattern: str = "cl100k", n_merges: int = N_MERGES) -> np.ndarray:
+    """Merges (M, 2) trained by the reference on CORPUS; computed once per process."""
+    return np.asarray(train(CORPUS, n_merges, pattern=pattern), dtype=np.int64).reshape(-1, 2)
+
+
+def bpe_encode_case(rng, sample, train_pattern="cl100k"):
+    """Inputs of a bpe_encode case: a sample and the merges trained on the corpus."""
+    return {"text": sample_text(sample), "merges": trained_merges(train_pattern)}
+
+
+def bpe_decode_case(rng, sample):
+    """Inputs of a bpe_decode case: the reference's ids for a sample, or raw byte ids that
+    split multi-byte UTF-8 characters ('split_utf8')."""
+    merges = trained_merges()
+    if sample == "split_utf8":
+        emoji = "😀".encode("utf-8")  # 4 bytes; byte ids are the byte values
+        ids = list(b"ok ") + list(emoji[:2]) + list(b" ") + list(emoji) + list(emoji[1:])
+        return {"ids": np.asarray(ids, dtype=np.int64), "merges": merges}
+    ids = bpe_encode(text=sample_text(sample), merges=merges, special_tokens=SPECIAL_TOKENS,
+                     allowed_special=SPECIAL_TOKENS, disallowed_special=[])
+    return {"ids": ids, "merges": merges}
+
+
+def bpe_train_case(rng, sample):
+    """Inputs of a bpe_train case: the training text."""
+    return {"text": sample_text(sample)}

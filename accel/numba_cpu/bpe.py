@@ -9,7 +9,10 @@ probe touches one cache line:
   token table: FNV-1a hash of a token's bytes -> (id, offset, length), verified against the
                token bytes (tiktoken's whole-piece shortcut).
 Merging only ever joins two tokens, so looking up the pair is the same as tiktoken's lookup of
-the concatenated bytes: the ids equal the reference's exactly.
+the concatenated bytes: the ids equal the reference's exactly. Short pieces are merged by
+rescanning every pair after each merge; pieces longer than _SCAN_MAX bytes by a heap of
+candidate pairs over a linked list (the reference's merge_adjacent), so one unbroken piece of
+n bytes costs O(n log n).
 """
 import numba
 import numpy as np
@@ -90,7 +93,7 @@ def _whole_token(buf, start, stop, tok_table, flat):
 @numba.njit(cache=True)
 def _pair_rank(pair_table, left, right):
     """Id of the token bytes(left) + bytes(right), or -1 (rows: (left << 32) | right, id)."""
-    row = _table_find(pair_table, (left << 32) | right)
+    row = _table_find(pair_table, (np.int64(left) << 32) | np.int64(right))
     return _EMPTY if row == _EMPTY else pair_table[row, 1]
 
 
@@ -108,17 +111,136 @@ def _byte_ends(codepoints, char_ends):
     return ends
 
 
+# Pieces up to this many bytes are merged by rescanning (fast for the short pieces of ordinary
+# text); longer ones by the heap, as the reference's merge_adjacent: O(n log n), not O(n^2).
+_SCAN_MAX = 64
+
+
+@numba.njit(cache=True)
+def _merge_scan(parts, ranks, n, pair_table):
+    """Lowest-rank merging of parts[0:n] by rescanning: ranks[k] is the id of parts[k] +
+    parts[k+1] (-1 if not a token); a merge at k replaces parts[k], deletes parts[k+1] and
+    recomputes the two neighbouring pair ranks. Returns the new n."""
+    for k in range(n - 1):
+        ranks[k] = _pair_rank(pair_table, parts[k], parts[k + 1])
+    while n > 1:
+        best = -1
+        for k in range(n - 1):  # lowest rank, leftmost on ties
+            if ranks[k] != _EMPTY and (best == -1 or ranks[k] < ranks[best]):
+                best = k
+        if best == -1:
+            break
+        parts[best] = ranks[best]
+        for k in range(best + 1, n - 1):
+            parts[k] = parts[k + 1]
+        for k in range(best + 1, n - 2):
+            ranks[k] = ranks[k + 1]
+        n -= 1
+        if best > 0:
+            ranks[best - 1] = _pair_rank(pair_table, parts[best - 1], parts[best])
+        if best < n - 1:
+            ranks[best] = _pair_rank(pair_table, parts[best], parts[best + 1])
+    return n
+
+
+# The heap is 4-ary (as the tokenizers library's QuaternaryHeap): half the levels of a binary
+# heap, and the four children of a node share a cache line.
+@numba.njit(cache=True)
+def _heap_push(heap, size, key):
+    heap[size] = key
+    k = size
+    while k > 0 and heap[(k - 1) >> 2] > heap[k]:
+        parent = (k - 1) >> 2
+        heap[k], heap[parent] = heap[parent], heap[k]
+        k = parent
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _sift_down(heap, size, k):
+    while True:
+        first = 4 * k + 1
+        if first >= size:
+            return
+        child = first
+        for c in range(first + 1, min(first + 4, size)):
+            if heap[c] < heap[child]:
+                child = c
+        if heap[k] <= heap[child]:
+            return
+        heap[k], heap[child] = heap[child], heap[k]
+        k = child
+
+
+@numba.njit(cache=True)
+def _heap_pop(heap, size):
+    """Moves the smallest key to heap[size - 1] and restores the heap on heap[0:size - 1]."""
+    size -= 1
+    heap[0], heap[size] = heap[size], heap[0]
+    _sift_down(heap, size, 0)
+    return size
+
+
+@numba.njit(cache=True)
+def _merge_heap(parts, n, pair_table, nxt, prv, pair, heap):
+    """Lowest-rank merging of parts[0:n] as the reference's merge_adjacent: a linked list of
+    parts (nxt/prv), pair[i] = the rank of the pair starting at part i (-1: none), and a heap
+    of keys rank * n + position; a popped key is stale unless pair[position] still holds its
+    rank. Compacts the result into parts and returns its length."""
+    size = 0
+    for k in range(n):
+        nxt[k] = k + 1 if k + 1 < n else -1
+        prv[k] = k - 1
+        pair[k] = _pair_rank(pair_table, parts[k], parts[k + 1]) if k + 1 < n else _EMPTY
+        if pair[k] != _EMPTY:  # the initial keys, then one bottom-up heapify: O(n)
+            heap[size] = pair[k] * n + k
+            size += 1
+    for k in range((size - 2) // 4, -1, -1):
+        _sift_down(heap, size, k)
+    while size > 0:
+        size = _heap_pop(heap, size)
+        rank, i = heap[size] // n, heap[size] % n
+        if pair[i] != rank:
+            continue  # stale: the pair at i changed (or part i was merged away)
+        j = nxt[i]
+        parts[i] = rank
+        pair[j] = _EMPTY
+        nxt[i] = nxt[j]
+        if nxt[j] != -1:
+            prv[nxt[j]] = i
+        left = prv[i]
+        if left != -1:
+            pair[left] = _pair_rank(pair_table, parts[left], parts[i])
+            if pair[left] != _EMPTY:
+                size = _heap_push(heap, size, pair[left] * n + left)
+        pair[i] = _pair_rank(pair_table, parts[i], parts[nxt[i]]) if nxt[i] != -1 else _EMPTY
+        if pair[i] != _EMPTY:
+            size = _heap_push(heap, size, pair[i] * n + i)
+    count, k = 0, 0
+    while k != -1:
+        parts[count] = parts[k]
+        count += 1
+        k = nxt[k]
+    return count
+
+
 @numba.njit(cache=True)
 def _encode_pieces(buf, ends, byte_id, pair_table, tok_table, flat):
-    """ids of every piece buf[ends[p-1]:ends[p]]: whole-token shortcut, else lowest-rank merges.
-
-    parts[0:n] are the current tokens of the piece, ranks[k] the id of parts[k] + parts[k+1]
-    (-1 if not a token). A merge at k replaces parts[k], deletes parts[k+1] and recomputes the
-    two neighbouring pair ranks.
-    """
+    """ids of every piece buf[ends[p-1]:ends[p]]: whole-token shortcut, else lowest-rank
+    merges (rescanning for short pieces, the heap for long ones)."""
     out = np.empty(buf.shape[0], dtype=np.int64)
-    parts = np.empty(buf.shape[0], dtype=np.int64)
-    ranks = np.empty(buf.shape[0], dtype=np.int64)
+    longest = 0
+    start = 0
+    for p in range(ends.shape[0]):
+        longest = max(longest, ends[p] - start)
+        start = ends[p]
+    parts = np.empty(longest, dtype=np.int32)  # ids, and positions, fit 32 bits: less memory traffic
+    ranks = np.empty(min(longest, _SCAN_MAX), dtype=np.int64)
+    heap_n = longest if longest > _SCAN_MAX else 0
+    nxt = np.empty(heap_n, dtype=np.int32)  # a piece is shorter than 2 GB
+    prv = np.empty(heap_n, dtype=np.int32)
+    pair = np.empty(heap_n, dtype=np.int32)
+    heap = np.empty(3 * heap_n, dtype=np.int64)  # n - 1 initial keys + at most 2 per merge
     n_out = 0
     start = 0
     for p in range(ends.shape[0]):
@@ -132,25 +254,10 @@ def _encode_pieces(buf, ends, byte_id, pair_table, tok_table, flat):
         n = stop - start
         for k in range(n):
             parts[k] = byte_id[buf[start + k]]
-        for k in range(n - 1):
-            ranks[k] = _pair_rank(pair_table, parts[k], parts[k + 1])
-        while n > 1:
-            best = -1
-            for k in range(n - 1):  # lowest rank, leftmost on ties
-                if ranks[k] != _EMPTY and (best == -1 or ranks[k] < ranks[best]):
-                    best = k
-            if best == -1:
-                break
-            parts[best] = ranks[best]
-            for k in range(best + 1, n - 1):
-                parts[k] = parts[k + 1]
-            for k in range(best + 1, n - 2):
-                ranks[k] = ranks[k + 1]
-            n -= 1
-            if best > 0:
-                ranks[best - 1] = _pair_rank(pair_table, parts[best - 1], parts[best])
-            if best < n - 1:
-                ranks[best] = _pair_rank(pair_table, parts[best], parts[best + 1])
+        if n <= _SCAN_MAX:
+            n = _merge_scan(parts, ranks, n, pair_table)
+        else:
+            n = _merge_heap(parts, n, pair_table, nxt, prv, pair, heap)
         for k in range(n):
             out[n_out] = parts[k]
             n_out += 1
@@ -213,10 +320,7 @@ class Encoder:
 
     def encode_allowed(self, text: str, allowed: set) -> np.ndarray:
         """ids of text with the names in `allowed` (already checked) cut out as their ids."""
-        if not allowed:
-            return self.encode_ordinary(text)
-        splitter = "|".join(regex.escape(n) for n in sorted(allowed, key=lambda n: (-len(n), n)))
-        chunks = regex.split(f"({splitter})", text)
+        chunks = ref.split_special(text, allowed)
         parts = [np.asarray([self.special[c]], dtype=np.int64) if k % 2 else self.encode_ordinary(c)
                  for k, c in enumerate(chunks) if c or k % 2]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

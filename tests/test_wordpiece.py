@@ -1,12 +1,14 @@
-"""WordPiece: rules, bad input, and agreement with the tokenizers library's BERT tokenizer."""
+"""WordPiece in both modes: rules, bad input, and agreement with the tokenizers library's BERT
+tokenizer (mode hf) on a corpus vocabulary and on all-MiniLM-L6-v2's own tokenizer.json."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmref.errors import InputError
 from llmref.ref import wordpiece as wp
-from llmref.ref.tokenizer_corpus import SAMPLES, sample_text, wordpiece_vocab
+from llmref.ref._corpus import EXTRA, SAMPLES, sample_text
+from llmref.ref.wordpiece import wordpiece_vocab
 
 VOCAB_TEXT = wordpiece_vocab()
 VOCAB = wp.parse_vocab(VOCAB_TEXT)
@@ -19,6 +21,21 @@ def test_basic_tokenizer_rules():
     assert wp.basic_tokenize("Héllo", lowercase=False, accents="strip") == ["Hello"]
     assert wp.basic_tokenize("中文ab한국어", lowercase=False) == ["中", "文", "ab한국어"]
     assert wp.basic_tokenize("$5^2`x") == ["$", "5", "^", "2", "`", "x"]
+
+
+def test_the_modes_differ_on_final_sigma_and_special_text():
+    assert wp.words("ΟΔΥΣΣΕΥΣ", mode="google") == ["οδυσσευς"]  # str.lower(): word-final ς
+    assert wp.words("ΟΔΥΣΣΕΥΣ", mode="hf") == ["οδυσσευσ"]      # per character: σ
+    vocab = {"[UNK]": 0, "[CLS]": 1, "[": 2, "cl": 3, "##s": 4, "]": 5, "hi": 6}
+    assert wp.encode("[CLS] hi", vocab, mode="hf", special_tokens=["[CLS]"]) == [1, 6]
+    assert wp.encode("[CLS] hi", vocab, mode="google", special_tokens=["[CLS]"]) == [2, 3, 4, 5, 6]
+
+
+def test_hf_cleaning_follows_rust_white_space_and_other_categories():
+    # U+2028 is White_Space (hf maps it to a space; google splits on it too); U+E000 (Co) is
+    # dropped by hf only; U+001C is not White_Space (Python's isspace() says it is).
+    assert wp.hf_pre_tokenize(wp.hf_normalize("a\u2028b\ue000c\x1cd")) == ["a", "bcd"]
+    assert wp.basic_tokenize("a\u2028b\ue000c") == ["a", "b\ue000c"]  # google keeps Co
 
 
 def test_whole_word_becomes_one_unk():
@@ -48,8 +65,14 @@ def test_bad_input():
         wp.wordpiece_encode("a", VOCAB_TEXT, strip_accents="yes")
     with pytest.raises(InputError, match="^max_chars: "):
         wp.wordpiece_encode("a", VOCAB_TEXT, max_chars=0)
-    with pytest.raises(InputError, match="^lowercase: expected a bool"):
+    with pytest.raises(InputError, match="^lowercase: expected True or False"):
         wp.wordpiece_encode("a", VOCAB_TEXT, lowercase="no")  # "no" is truthy: never guess
+    with pytest.raises(InputError, match="^mode: "):
+        wp.wordpiece_encode("a", VOCAB_TEXT, mode="bert")
+    with pytest.raises(InputError, match="^special_tokens: '\\[X\\]' is not in the vocabulary"):
+        wp.wordpiece_encode("a", VOCAB_TEXT, special_tokens=["[X]"])
+    with pytest.raises(InputError, match="^vocab: starts with a UTF-8 byte-order mark"):
+        wp.wordpiece_encode("a", "\ufeff[UNK]\na\n")
     with pytest.raises(InputError, match="^path: "):
         wp.load_vocab("/nonexistent/vocab.txt")
 
@@ -71,7 +94,7 @@ def _hf_bert(vocab: dict, lowercase: bool, strip_accents=None, max_chars=100):
 def test_corpus_vocab_equals_tokenizers(lowercase):
     vocab = wp.parse_vocab(wordpiece_vocab(cased=not lowercase))
     tok = _hf_bert(vocab, lowercase)
-    for name in sorted(SAMPLES) + ["corpus"]:
+    for name in sorted(SAMPLES) + ["corpus", "greek"]:
         text = sample_text(name)
         assert wp.encode(text, vocab, lowercase) == tok.encode(text, add_special_tokens=False).ids, name
     short = _hf_bert(vocab, lowercase, max_chars=5)
@@ -92,12 +115,14 @@ def minilm():
 
 
 @pytest.mark.crosscheck
-@pytest.mark.parametrize("sample", sorted(SAMPLES) + ["corpus"])
+@pytest.mark.parametrize("sample", sorted(SAMPLES) + ["corpus"] + sorted(EXTRA))
 def test_minilm_vocab_equals_tokenizers(minilm, sample):
-    """The model's own tokenizer.json (BertNormalizer lowercase, strip_accents None, max 100)."""
+    """The model's own tokenizer.json (BertNormalizer lowercase, strip_accents None, max 100,
+    the five special tokens as added tokens), in mode hf, final sigma and special text too."""
     vocab, tok = minilm
     text = sample_text(sample)
-    assert wp.encode(text, vocab) == tok.encode(text, add_special_tokens=False).ids
+    expected = tok.encode(text, add_special_tokens=False).ids
+    assert wp.encode(text, vocab, special_tokens=wp.BERT_SPECIALS) == expected
 
 
 # Blocks whose Unicode properties are the same in Python's unicodedata and in the older tables
@@ -112,12 +137,10 @@ STABLE_TEXT = st.text(st.one_of([st.characters(min_codepoint=lo, max_codepoint=h
 
 @pytest.mark.crosscheck
 @settings(max_examples=150, deadline=None)
-@given(STABLE_TEXT | st.text("aé É中ß!?'#x\u0301\t\n", max_size=30))
+@given(STABLE_TEXT | st.text("aé É中ß!?'#x\u0301\t\nΣσς", max_size=30)
+       | st.lists(st.sampled_from(["[CLS]", "[SEP]", "[MASK]", "[", "]", "cls", " ", "ΟΔΟΣ"]), max_size=8).map("".join))
 def test_minilm_generated_text_equals_tokenizers(minilm, text):
-    """Generated text from blocks where both Unicode tables agree (see the spec's conventions
-    for the code points where the tokenizers library differs from Google's BERT). Text holding
-    a special token's name is left out: the tokenizers library matches it as an added token,
-    the spec (Google's BasicTokenizer) reads it as text."""
+    """Generated text from blocks where both Unicode tables agree (see the spec's conventions),
+    special-token names and Greek capitals included."""
     vocab, tok = minilm
-    assume(not any(name in text for name in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")))
-    assert wp.encode(text, vocab) == tok.encode(text, add_special_tokens=False).ids
+    assert wp.encode(text, vocab, special_tokens=wp.BERT_SPECIALS) == tok.encode(text, add_special_tokens=False).ids

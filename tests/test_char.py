@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmref.errors import InputError
-from llmref.ref import char_tokenizer as ct
+from llmref.ref import char as ct
 
 VOCAB = "abc é😀\n"
 
@@ -40,3 +40,12 @@ def test_bad_input():
         ct.char_encode(b"\xe2\x82", VOCAB)
     with pytest.raises(InputError, match="^ids: 9 is not a character id"):
         ct.char_decode(np.asarray([0, 9]), VOCAB)
+    with pytest.raises(InputError, match="^ids: expected integer token ids"):
+        ct.char_decode([0.5], VOCAB)
+    with pytest.raises(InputError, match="^text: lone surrogate U\\+D800"):
+        ct.char_encode("a\ud800", VOCAB)
+
+
+def test_decode_of_nothing():
+    ids, _ = ct.char_encode("", VOCAB)
+    assert ct.char_decode(ids, VOCAB) == ct.char_decode([], VOCAB) == ""
