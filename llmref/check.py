@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmref.audit import Report, audit
+from llmref.audit import Report, audit, select_cases
 from llmref.backends import BACKENDS, availability, implementation, simulated
 from llmref.parallel import run_tasks
 from llmref.spec import all_specs, load_spec
@@ -88,3 +88,36 @@ def _cell(task, report: Report) -> Cell:
     passed = report.counts().get("PASSED", 0)
     return Cell(task["component"], task["backend"], task["dtype"], "pass" if report.passed else "fail",
                 f"{passed}/{len(report.results)}", report)
+
+
+def invariant_plan(spec, backend):
+    """(dtype, case ids or None) the invariants run at on a backend: float32 where it runs
+    float32, on the smoke cases it runs; under the CUDA simulator on the first of them only
+    (each invariant runs the kernel several times; one case exercises the same code)."""
+    dtypes, cases = backend_plan(spec, backend)
+    if not dtypes:
+        return None, None
+    if backend == "numba-cuda" and simulated():
+        cases = [c.id for c in select_cases(spec, cases, "smoke")][:1]
+    return ("float32" if "float32" in dtypes else dtypes[0]), cases
+
+
+def check_invariants(components=None, backends=None) -> list:
+    """Every spec's invariants on every available backend (llmref.invariants), at the backend's
+    first planned dtype and on its planned cases: one dict per (component, backend)."""
+    from llmref.invariants import run_invariants
+
+    found = []
+    for spec in (s for s in all_specs() if s.invariants and (components is None or s.id in components)):
+        for backend in backends or BACKENDS:
+            if backend not in spec.accel or not availability(backend)[0]:
+                continue
+            dtype, cases = invariant_plan(spec, backend)
+            if dtype is None:
+                continue
+            results = run_invariants(spec, implementation(spec, backend), dtype, cases)
+            found.append({"component": spec.id, "backend": backend, "dtype": dtype,
+                          "passed": sum(r.ok for r in results), "total": len(results),
+                          "failures": [r.to_dict() for r in results if not r.ok]})
+    return found
+

@@ -104,6 +104,8 @@ def _parser():
                    help="run the implementation in this process (debugging: no isolation)")
     s.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                    help="do not run the spec's wrong variants on failing cases")
+    s.add_argument("--invariants", action="store_true", help="also check the spec's invariants "
+                   "(no golden needed: determinism, batch independence, block layout...) in this process")
     s.add_argument("--fit", action="store_true", help="judge a sampler that draws its own random "
                    "numbers: support and a binomial fit per token (the spec's fit section)")
     s.add_argument("--draws", type=int, default=20_000, help="--fit: draws per case (default 20000)")
@@ -276,7 +278,7 @@ def cmd_verify(args):
 
 
 def cmd_check(args):
-    from llmref.check import run_check
+    from llmref.check import check_invariants, run_check
 
     components = _components(args.component)
     if args.jobs < 1:
@@ -289,20 +291,28 @@ def cmd_check(args):
                               args.jobs, args.executor)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        invariants = check_invariants(components, args.backend)
     wall = time.monotonic() - start
     failed = [c for c in cells if c.status == "fail"]
+    broken = [i for i in invariants if i["failures"]]
     _write(args, [c.report for c in cells if c.report], "llmref check", extra={"cells": [
         {"component": c.component, "backend": c.backend, "dtype": c.dtype, "status": c.status,
-         "note": c.note} for c in cells]})
+         "note": c.note} for c in cells], "invariants": invariants})
     if args.json == "-":
-        return 1 if failed else 0
+        return 1 if failed or broken else 0
     _print_matrix(cells, args.backend or BACKENDS)
     for cell in failed:
         _print_failures(cell.report, f"{cell.component} / {cell.backend} / {cell.dtype}")
     ran = [c for c in cells if c.report]
-    say(f"{len(ran) - len(failed)} of {len(ran)} component x backend x dtype cells passed "
-        f"in {wall:.1f} s (--jobs {args.jobs}, {args.executor})")
-    return 1 if failed else 0
+    for i in invariants:
+        say(f"invariants {i['component']} / {i['backend']} / {i['dtype']}: {i['passed']}/{i['total']}",
+            "green" if not i["failures"] else "red")
+        for f in i["failures"]:
+            say(f"    {f['invariant']} on {f['case']}: {f['detail']}", "red")
+    say(f"{len(ran) - len(failed)} of {len(ran)} component x backend x dtype cells passed, "
+        f"{sum(i['passed'] for i in invariants)} of {sum(i['total'] for i in invariants)} invariant "
+        f"checks, in {wall:.1f} s (--jobs {args.jobs}, {args.executor})")
+    return 1 if failed or broken else 0
 
 
 def _print_matrix(cells, backends):
@@ -404,9 +414,26 @@ def cmd_audit(args):
     counts = ", ".join(f"{k} {v}" for k, v in report.counts().items())
     say(("PASSED" if report.passed else "FAILED") + f": {counts} in {wall:.1f} s "
         f"(--jobs {args.jobs}, {args.executor})", "green" if report.passed else "red")
+    broken = _invariants(args, spec) if args.invariants else False
     if args.impact:  # informational: the exit code stays the audit's
         _impact(args)
-    return 0 if report.passed else 1
+    return 0 if report.passed and not broken else 1
+
+
+def _invariants(args, spec) -> bool:
+    """Run the spec's invariants on the implementation (in this process); True if any failed."""
+    from llmref.invariants import run_invariants
+
+    if args.command is not None:
+        raise InputError("--invariants: needs MODULE:CALLABLE, not --exec")
+    if not spec.invariants:
+        say(f"invariants: {spec.id} declares none")
+        return False
+    results = run_invariants(spec, _import_here(args.target), args.dtype or "float32", args.case)
+    for r in results:
+        say(f"invariant {r.invariant} on {r.case}: " + ("holds" if r.ok else f"BROKEN: {r.detail}"),
+            "green" if r.ok else "red")
+    return any(not r.ok for r in results)
 
 
 def _fit(args, spec):

@@ -83,6 +83,7 @@ class Spec:
     path: Path
     bench: dict | None = None  # the benchmark shape and what it moves (llmref.bench)
     fit: dict | None = None    # how a sampler with its own randomness is judged (llmref.fit)
+    invariants: tuple = ()     # properties checked without a golden (llmref.invariants)
 
     def case(self, case_id: str) -> Case:
         for case in self.cases:
@@ -202,12 +203,13 @@ def _parse_spec(data, path) -> Spec:
                 params=params, outputs=outputs, dtypes=dtypes, tolerance=tolerance, cases=cases,
                 wrong_variants=variants, path=Path(path),
                 bench=_bench(f, data.get("bench"), inputs, params, tolerance, dtypes, shape_dims),
-                fit=_fit(f, data.get("fit"), inputs, outputs))
+                fit=_fit(f, data.get("fit"), inputs, outputs),
+                invariants=_invariants(f, data.get("invariants"), inputs, outputs))
 
 
 _TOP_KEYS = ("id", "version", "summary", "definition", "conventions", "references", "ref",
              "ties", "accel", "inputs", "params", "outputs", "dtypes", "tolerance", "cases",
-             "wrong_variants", "bench", "fit")
+             "wrong_variants", "bench", "fit", "invariants")
 
 
 class _Fields:
@@ -515,6 +517,28 @@ def _fit(f, raw, inputs, outputs):
     f.need(isinstance(raw["samples"], str) and raw["samples"].isidentifier(), "fit.samples",
            "must be the keyword that carries the number of draws")
     return dict(raw)
+
+
+def _invariants(f, raw, inputs, outputs) -> tuple:
+    """`invariants:` entries: the built-in deterministic and batch_independent, or a check."""
+    f.need(raw is None or isinstance(raw, list), "invariants", "must be a list")
+    found = []
+    for i, inv in enumerate(raw or []):
+        where = f"invariants[{i}]"
+        f.need(isinstance(inv, dict) and isinstance(inv.get("id"), str), where, "needs an id")
+        for key in inv:
+            f.need(key in ("id", "dim", "check", "description"), f"{where}.{key}", "unknown field")
+        if inv["id"] == "batch_independent":
+            dim = inv.get("dim")
+            f.need(all(t.shape and t.shape[0] == dim for t in outputs), f"{where}.dim",
+                   f"every output must lead with the batch dim {dim!r}")
+            f.need(any(t.shape and t.shape[0] == dim for t in inputs), f"{where}.dim",
+                   f"no input leads with {dim!r}")
+        elif inv["id"] != "deterministic":
+            _function(f, f"{where}.check", inv.get("check"))
+            f.need(isinstance(inv.get("description"), str), f"{where}.description", "say what it checks")
+        found.append(dict(inv))
+    return tuple(found)
 
 
 def _variant(f, i, v, dtypes, case_ids) -> WrongVariant:

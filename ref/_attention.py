@@ -69,3 +69,25 @@ def check_cache_pair(k_cache, v_cache):
                          f"{k_cache.shape} {k_cache.dtype}")
     return k_cache, v_cache
 
+
+def invariant_chunked_prefill(fn, spec, case, at, dtype):
+    """Causal attention over Lq queries in one call equals two calls, one per half of the
+    queries, each given the keys its queries may see (bottom-right alignment: query i of a
+    call with Lq queries and Lk keys sees j <= i + Lk - Lq, so the first m queries need only
+    the first Lk - (Lq - m) keys): the concatenated outputs agree. Non-causal calls, single
+    queries and chunks that would see no key do not apply."""
+    from llmref.invariants import agree, run
+
+    inputs, params = at.inputs, case.params
+    lq, lk = inputs["q"].shape[2], inputs["k"].shape[2]
+    m = lq // 2
+    keys = lk - (lq - m)  # keys the first m queries may see
+    if not params.get("causal") or lq < 2 or keys < 1:
+        return None, ""
+    first = dict(inputs, q=inputs["q"][:, :, :m], k=inputs["k"][:, :, :keys], v=inputs["v"][:, :, :keys],
+                 key_padding_mask=inputs["key_padding_mask"][:, :keys])
+    second = dict(inputs, q=inputs["q"][:, :, m:])
+    a, b = run(fn, spec, first, params), run(fn, spec, second, params)
+    joined = {name: np.concatenate([a[name], b[name]], axis=2) for name in a}  # along Lq
+    return agree(spec, case, dtype, run(fn, spec, inputs, params), joined)
+

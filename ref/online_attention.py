@@ -47,3 +47,20 @@ def online_attention_args(q, k, v, key_padding_mask, window, scale, block_size):
     Every backend checks through this."""
     checked = sdpa_args(q, k, v, key_padding_mask, window, scale)
     return checked + (integer("block_size", block_size, low=1),)
+
+
+# --- invariants (specs/online_attention.yaml) ---
+
+
+def invariant_block_size(fn, spec, case, at, dtype):
+    """The key block size only decides how often the running state is rescaled: blocks of 1,
+    3 and 64 keys give outputs that agree with the case's own."""
+    from llmref.invariants import agree, run
+
+    base = run(fn, spec, at.inputs, case.params)
+    for block_size in (1, 3, 64):
+        ok, detail = agree(spec, case, dtype, base, run(fn, spec, at.inputs, {**case.params, "block_size": block_size}))
+        if not ok:
+            return False, f"block size {block_size}: {detail}"
+    return True, ""
+

@@ -90,3 +90,57 @@ def decode_case(rng, B, Hq, Hkv, D, block_size, num_blocks, max_len):
             "v_cache": rng.normal(size=(num_blocks, block_size, Hkv, D)),
             "block_tables": rng.integers(0, num_blocks, size=(B, max_blocks)).astype(np.int32),
             "seq_lens": seq_lens.astype(np.int32)}
+
+
+# --- invariants (specs/paged_attention_decode.yaml) ---
+
+
+def invariant_block_permutation(fn, spec, case, at, dtype):
+    """Renaming the physical blocks -- the pools' rows permuted, every block table mapped the
+    same way -- changes no value a sequence reads, nor their order: the outputs agree."""
+    from llmref.invariants import agree, run
+
+    inputs = at.inputs
+    perm = np.random.default_rng(0).permutation(inputs["k_cache"].shape[0])  # block j -> perm[j]
+    moved = dict(inputs, k_cache=np.empty_like(inputs["k_cache"]), v_cache=np.empty_like(inputs["v_cache"]),
+                 block_tables=perm[inputs["block_tables"]].astype(inputs["block_tables"].dtype))
+    moved["k_cache"][perm], moved["v_cache"][perm] = inputs["k_cache"], inputs["v_cache"]
+    return agree(spec, case, dtype, run(fn, spec, inputs, case.params), run(fn, spec, moved, case.params))
+
+
+def invariant_block_size(fn, spec, case, at, dtype):
+    """The same contexts laid out in pools of block size 8, 16 and 32, in shuffled physical
+    order, with every slot past a sequence's end holding 1e3 (so reading one shows): the
+    outputs agree with the case's own layout."""
+    from llmref.invariants import agree, run
+
+    base = run(fn, spec, at.inputs, case.params)
+    for block_size in (8, 16, 32):
+        moved = relayout(at.inputs, block_size, np.random.default_rng(block_size))
+        ok, detail = agree(spec, case, dtype, base, run(fn, spec, moved, case.params))
+        if not ok:
+            return False, f"block size {block_size}: {detail}"
+    return True, ""
+
+
+def relayout(inputs, block_size, rng):
+    """The inputs with each sequence's keys and values copied into fresh pools of
+    `block_size`, its blocks at random physical positions."""
+    k_cache, v_cache, tables, lens = (inputs[n] for n in ("k_cache", "v_cache", "block_tables", "seq_lens"))
+    old = k_cache.shape[1]
+    needed = [-(-int(n) // block_size) for n in lens]
+    physical = rng.permutation(max(sum(needed), 1))
+    shape = (physical.size, block_size) + k_cache.shape[2:]  # (NB', BS', Hkv, D)
+    new_k = np.full(shape, 1e3).astype(k_cache.dtype)
+    new_v = np.full(shape, 1e3).astype(v_cache.dtype)
+    new_tables = np.zeros((len(lens), max(needed, default=1)), dtype=tables.dtype)
+    start = 0
+    for b, n in enumerate(lens):
+        new_tables[b, :needed[b]] = physical[start:start + needed[b]]
+        start += needed[b]
+        for j in range(int(n)):
+            src = (tables[b, j // old], j % old)
+            dst = (new_tables[b, j // block_size], j % block_size)
+            new_k[dst], new_v[dst] = k_cache[src], v_cache[src]
+    return dict(inputs, k_cache=new_k, v_cache=new_v, block_tables=new_tables)
+
