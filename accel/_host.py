@@ -18,14 +18,15 @@ def compute_dtype(dtype) -> np.dtype:
 
 
 def rows_along(x: np.ndarray, axis: int):
-    """(rows, n) contiguous view of x with `axis` last, and a function undoing it."""
+    """(rows, n) contiguous view of x with `axis` last (a copy only where x is not already
+    contiguous in its compute dtype: callers must not write into it), and a function undoing it."""
     moved = np.moveaxis(x, axis, -1)  # (..., n)
     shape = moved.shape
     flat = moved.reshape(math.prod(shape[:-1]), shape[-1])  # (rows, n); also when n == 0
-    rows = np.ascontiguousarray(flat.astype(compute_dtype(x.dtype)))
+    rows = np.ascontiguousarray(flat, dtype=compute_dtype(x.dtype))
 
     def restore(y2d, dtype=x.dtype):
-        return np.moveaxis(y2d.reshape(shape), -1, axis).astype(dtype)
+        return np.moveaxis(y2d.reshape(shape), -1, axis).astype(dtype, copy=False)
 
     return rows, restore
 

@@ -1,25 +1,81 @@
-"""Softmax and log-softmax on numba-cpu (reference: llmref.ref.softmax): each row in turn
-runs the shared passes of llmref.accel.kernels.softmax over all of its columns. Checked by
-the reference's softmax_args / log_softmax_args; float16/bfloat16 rows are widened to
-float32 (llmref.accel._host) and the result rounded once.
+"""Softmax and log-softmax on numba-cpu (reference: llmref.ref.softmax). Checked by the
+reference's softmax_args / log_softmax_args; float16/bfloat16 rows are widened to float32
+(llmref.accel._host) and the result rounded once.
+
+The rows are spread over threads (prange). Each row takes the passes of
+llmref.accel.kernels.softmax, written here so LLVM vectorises them:
+
+    m = max_j x_j                                 (a vectorised max)
+    s = sum_j exp(x_j - m)                         (blocks of CHUNK: llmref.accel.numba_cpu._exp,
+                                                    summed in float64 in any order)
+    y_j = exp(x_j - m) / s   or   (x_j - m) - log s
+
+A row that is all -inf has no distribution: NaN, as the reference gives.
 """
+import math
+
 import numba
 import numpy as np
 
 from llmref.accel._host import rows_along
-from llmref.accel.kernels import softmax as kernels
+from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive, scratch
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
-_row_max = numba.njit(cache=True)(kernels.row_max)
-_row_exp_sum = numba.njit(cache=True)(kernels.row_exp_sum)
-_normalise_row = numba.njit(cache=True)(kernels.normalise_row)
+
+@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
+def _row_max(x, r):
+    """max_j x[r, j]; the order of comparisons is free (no NaN reaches here)."""
+    m = -np.inf
+    for j in range(x.shape[1]):
+        v = x[r, j]
+        m = v if v > m else m
+    return m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
+def _block_sum(e, n):
+    """sum_i e[i] for i < n, in float64, in whatever order vectorises."""
+    s = 0.0
+    for i in range(n):
+        s += e[i]
+    return s
+
+
+@numba.njit(cache=True, fastmath={"contract"})  # fused multiply-adds in exp's polynomial
+def _exp_sum_row(x, r, m, log, out):
+    """sum_j exp(x[r, j] - m); out[r, j] becomes x[r, j] - m (log) or exp(x[r, j] - m)."""
+    t, e, half, rest = scratch()
+    s = 0.0
+    for j0 in range(0, x.shape[1], CHUNK):
+        w = min(CHUNK, x.shape[1] - j0)
+        for i in range(w):
+            t[i] = np.float64(x[r, j0 + i]) - m
+            if log:
+                out[r, j0 + i] = t[i]
+        exp_nonpositive(t, e, half, rest, w)
+        s += _block_sum(e, w)
+        if not log:
+            for i in range(w):
+                out[r, j0 + i] = e[i]
+    return s
+
+
+@numba.njit(cache=True, parallel=True)
 def _softmax_rows(x, log, out):
-    for r in range(x.shape[0]):
-        s = _row_exp_sum(x, r, _row_max(x, r, 0, 1), log, 0, 1, out)
-        _normalise_row(out, r, s, log, 0, 1)
+    for r in numba.prange(x.shape[0]):
+        m = np.float64(_row_max(x, r))
+        if m == -np.inf:  # all -inf: -inf - (-inf) is NaN, by definition
+            out[r, :] = np.nan
+            continue
+        s = _exp_sum_row(x, r, m, log, out)
+        if log:
+            log_s = math.log(s)
+            for j in range(x.shape[1]):
+                out[r, j] = out[r, j] - log_s
+        else:
+            inv_s = 1.0 / s
+            for j in range(x.shape[1]):
+                out[r, j] = out[r, j] * inv_s
 
 
 def _run(x, axis, log):

@@ -1,0 +1,58 @@
+"""exp(t) of a block of t <= 0, written so LLVM vectorises it: numba-cpu has no vector exp
+(Intel's SVML is not installed with numba), so a libm call per element made the softmax 3x
+slower than NumPy's AVX2 exp. Used by the kernels whose time is their exponentials.
+
+    t = k ln2 + r,   k = round(t / ln2),   |r| <= ln2 / 2
+    exp(t) = 2^k exp(r),   exp(r) = sum_{i<=12} r^i / i!   (truncation < 2e-16 relative)
+
+k comes from the round-to-integer trick: t/ln2 + 1.5 * 2^52 holds k in its low mantissa bits,
+so k is an integer subtraction on the bits, with no float-to-int conversion (AVX2 has none
+for 64-bit lanes). 2^k is built from bits, (k + 1023) << 52, in two halves
+2^h * 2^(k - h), h = k >> 1, so each half is a normal number and exp(r) * 2^h * 2^(k-h)
+rounds once, correctly into the subnormals. t < -746 gives 0 (exp(-746) < 2^-1075), t = -inf
+too. t must not be NaN (callers handle the all -inf slice, where t would be, themselves).
+Error: about 2 ulps of float64, far below every float32 tolerance.
+"""
+import numba
+import numpy as np
+
+CHUNK = 512  # elements per block: the four float64/int64 blocks stay in L1
+LOG2E = 1.4426950408889634
+LN2_HI = 0.693147180369123816490  # ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits
+LN2_LO = 1.90821492927058770002e-10
+SHIFTER = 6755399441055744.0  # 1.5 * 2**52
+SHIFTER_BITS = 0x4338000000000000  # its bit pattern
+
+
+@numba.njit(inline="always")
+def _exp_reduced(r):
+    """exp(r) for |r| <= ln2/2: the Taylor series to r^12, Horner form."""
+    return 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
+        1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (
+            1 / 3628800 + r * (1 / 39916800 + r * (1 / 479001600))))))))))))
+
+
+@numba.njit(inline="always")
+def exp_nonpositive(t, e, half, rest, n):
+    """e[:n] = exp(t[:n]) for t <= 0. t[:n] is overwritten; half, rest: int64 scratch."""
+    for i in range(n):  # reduction: e = exp(r), t = t/ln2 + SHIFTER (k in its bits)
+        x = max(t[i], -746.0)
+        y = x * LOG2E + SHIFTER
+        k = y - SHIFTER
+        e[i] = _exp_reduced((x - k * LN2_HI) - k * LN2_LO)
+        t[i] = y
+    bits = t.view(np.int64)
+    for i in range(n):  # 2^h and 2^(k - h) as bits
+        k = bits[i] - SHIFTER_BITS
+        h = k >> 1
+        half[i] = (h + 1023) << 52
+        rest[i] = (k - h + 1023) << 52
+    half_scale, rest_scale = half.view(np.float64), rest.view(np.float64)
+    for i in range(n):
+        e[i] = e[i] * half_scale[i] * rest_scale[i]
+
+
+@numba.njit(inline="always")
+def scratch():
+    """The four blocks exp_nonpositive works in: (t, e, half, rest)."""
+    return np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK, np.int64), np.empty(CHUNK, np.int64)
