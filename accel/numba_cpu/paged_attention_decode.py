@@ -2,17 +2,22 @@
 
 Why this loop is not shared with numba-cuda (llmref.accel.numba_cuda.paged_attention_decode):
 the two walk the same sums in the order each machine reads memory best. Here one CPU thread
-takes a (sequence, KV head) pair and reads each block once for all the query heads of its
-GQA group, while it is in cache; the GPU backend gives every (sequence, query head) a thread
-block whose threads split the head dimension and reduce q . k in shared memory (and the cupy
+takes a sequence (prange over the batch) and reads each of its blocks front to back, in the
+pool's own order (token, KV head, dim): every key and value row is read once, for all the
+query heads of its GQA group, while it is in cache. Walking one KV head at a time instead
+reads 512-byte pieces 4 kB apart from randomly placed blocks, which the prefetcher cannot
+follow (3.6x slower at 8 x 2048 tokens, GQA 32/8, d = 128). The GPU backend gives every
+(sequence, query head) a thread block whose threads split the head dimension (and the cupy
 backend adds split-K over the context). The math is the same online softmax either way.
 
-Per (sequence, KV head) and per block: the scores of every query head of the group against
-the block's tokens, then one online-softmax rescale per head and block (running max m,
-running sum l, running weighted sum acc). Checked by the reference's
+Per sequence and per block: the scores s[h, t] of every query head against the block's
+tokens, then one online-softmax rescale per head (running max m, running sum l, running
+weighted sum acc), then the value rows weighted by exp(s - m). Checked by the reference's
 paged_attention_decode_args; float16/bfloat16 inputs are widened to float32; the result is
 rounded once to the input dtype.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -24,45 +29,68 @@ from llmref.ref.paged_attention_decode import paged_attention_decode_args
 FAST = {"reassoc", "contract"}
 
 
+@numba.njit(fastmath=FAST, inline="always")
+def _dot(a, b):
+    """sum_e a[e] b[e]."""
+    acc = a.dtype.type(0.0)
+    for e in range(a.shape[0]):
+        acc += a[e] * b[e]
+    return acc
+
+
+@numba.njit(fastmath=FAST, inline="always")
+def _add_scaled(p, x, y):
+    """y += p x."""
+    for e in range(y.shape[0]):
+        y[e] += p * x[e]
+
+
+@numba.njit(fastmath=FAST, inline="always")
+def _scale(c, y):
+    """y *= c."""
+    for e in range(y.shape[0]):
+        y[e] *= c
+
+
 @numba.njit(cache=True, parallel=True, fastmath=FAST)
 def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out):
     """out[b, h] = softmax(scale * K q) V over the tokens reached through block_tables[b]."""
     batch, hq, d = q.shape
     block_size, hkv = k_cache.shape[1], k_cache.shape[2]
     group = hq // hkv
-    zero = q.dtype.type(0.0)
-    for bg in numba.prange(batch * hkv):
-        b, g = bg // hkv, bg % hkv
+    for b in numba.prange(batch):
         n = seq_lens[b]
-        m = np.full(group, -np.inf, dtype=q.dtype)
-        l = np.zeros(group, dtype=q.dtype)
-        acc = np.zeros((group, d), dtype=q.dtype)
-        s = np.empty(block_size, dtype=q.dtype)
+        m = np.full(hq, -np.inf, dtype=q.dtype)
+        l = np.zeros(hq, dtype=q.dtype)
+        acc = np.zeros((hq, d), dtype=q.dtype)
+        s = np.empty((hq, block_size), dtype=q.dtype)  # the block's scores, then exp(s - m)
         for logical in range((n + block_size - 1) // block_size):
             block = block_tables[b, logical]
             tokens = min(block_size, n - logical * block_size)
-            for i in range(group):
-                h = g * group + i
-                block_max = m[i]
+            for t in range(tokens):  # key rows in memory order: token, then KV head
+                for g in range(hkv):
+                    k_row = k_cache[block, t, g]  # (d,)
+                    for h in range(g * group, (g + 1) * group):
+                        s[h, t] = _dot(q[b, h], k_row) * scale
+            for h in range(hq):
+                block_max = m[h]
                 for t in range(tokens):
-                    dot = zero
-                    for e in range(d):
-                        dot += q[b, h, e] * k_cache[block, t, g, e]
-                    s[t] = dot * scale
-                    block_max = max(block_max, s[t])
-                correction = np.exp(m[i] - block_max)  # rescale what was accumulated so far
-                l[i] *= correction
-                for e in range(d):
-                    acc[i, e] *= correction
+                    block_max = max(block_max, s[h, t])
+                correction = math.exp(m[h] - block_max)  # rescale what was accumulated so far
+                l[h] *= correction
+                _scale(correction, acc[h])
                 for t in range(tokens):
-                    p = np.exp(s[t] - block_max)
-                    l[i] += p
-                    for e in range(d):
-                        acc[i, e] += p * v_cache[block, t, g, e]
-                m[i] = block_max
-        for i in range(group):
+                    s[h, t] = math.exp(s[h, t] - block_max)
+                    l[h] += s[h, t]
+                m[h] = block_max
+            for t in range(tokens):  # value rows in memory order
+                for g in range(hkv):
+                    v_row = v_cache[block, t, g]  # (d,)
+                    for h in range(g * group, (g + 1) * group):
+                        _add_scaled(s[h, t], v_row, acc[h])
+        for h in range(hq):
             for e in range(d):
-                out[b, g * group + i, e] = acc[i, e] / l[i]
+                out[b, h, e] = acc[h, e] / l[h]
 
 
 def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.0):
