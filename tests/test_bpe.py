@@ -1,7 +1,8 @@
 """Byte-level BPE: table and split vectors, properties, the heap merge against the definition,
-linear time on long pieces, bad input, and agreement with tiktoken and the tokenizers library
-(crosscheck)."""
+linear time on long pieces, the compiled pre-tokeniser against the regex patterns, batch
+encoding, bad input, and agreement with tiktoken and the tokenizers library (crosscheck)."""
 import base64
+import itertools
 import json
 import pickle
 import subprocess
@@ -10,9 +11,11 @@ import time
 
 import numpy as np
 import pytest
+import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmref.accel.numba_cpu import _pretokenize
 from llmref.accel.numba_cpu import bpe as fast
 from llmref.errors import InputError
 from llmref.ref import bpe
@@ -134,6 +137,132 @@ def test_one_unbroken_piece_encodes_in_linear_time(cl100k_ranks, kind, backend):
     repeats = (1, 1) if backend == "reference" else (5, 5)  # the same count: a min over more runs is lower
     ratio = _best_time(encode, big, repeats[0]) / _best_time(encode, small, repeats[1])
     assert ratio <= 6, f"{kind} on {backend}: 1 MB took {ratio:.1f}x the time of 256 kB"
+
+
+# ------------------------------------------------------------- compiled pre-tokenisation
+
+# Fragments where the patterns' alternatives compete: apostrophes (' and the typographic U+2019,
+# which no pattern treats as one), contraction letters in both cases and U+017F LONG S (an 's'
+# under (?i)), digits of several scripts (Nd, Nl U+2167, No U+00BD), whitespace runs with \r\n,
+# U+00A0, U+3000, U+2028, \x0b, \x85, CJK, emoji with a skin tone and ZWJ, combining marks (\p{M}:
+# in o200k's two letter classes, in none of cl100k's), titlecase U+01C5, modifier U+02B0 and
+# other-letter U+00AA (o200k's classes overlap there), and punctuation including '/'.
+HOSTILE = ["'", "\u2019", "s", "S", "t", "T", "d", "m", "M", "ll", "LL", "lL", "ve", "VE", "re", "RE",
+           "\u017f", "0", "7", "123", "\u0663", "\u2167", "\u00bd", " ", "  ", "\t", "\r", "\n", "\r\n",
+           "\u00a0", "\u3000", "\u2028", "\x0b", "\x85", "\u4e2d", "\u6587", "\U0001F600",
+           "\U0001F44D\U0001F3FD", "\u200d", "\u0301", "\u20dd", "a", "B", "\u00e9", "\u01c5", "\u02b0",
+           "\u00aa", "\u0100", "\u0101", "/", "!", ".", "x"]
+HOSTILE_TEXT = st.lists(st.sampled_from(HOSTILE), max_size=40).map("".join)
+
+
+@pytest.mark.parametrize("pattern", sorted(bpe.PATTERNS))
+def test_scanner_equals_regex_on_the_corpus(pattern):
+    """The compiled scanner's pieces are regex.findall's (the reference's split_pieces)."""
+    for text in [CORPUS, sample_text("special")] + list(SAMPLES.values()):
+        assert _pretokenize.split(text, pattern) == regex.findall(bpe.PATTERNS[pattern], text)
+
+
+# One code point of each kind the patterns tell apart: Lu, Ll, Lt, Lm, Lo, a mark, a digit, space,
+# another \s, \n, \r, the apostrophe, a contraction letter in each case, punctuation and '/'.
+SHORT_ALPHABET = "Ba\u01c5\u02b0\u00aa\u0301 1\u00a0\n\r'sL!/"
+
+
+@pytest.mark.parametrize("pattern", sorted(bpe.PATTERNS))
+def test_scanner_equals_regex_on_every_short_string(pattern):
+    """Every string of up to 4 code points over SHORT_ALPHABET (69,905 of them): each pair,
+    triple and quadruple of kinds, so every way two alternatives can compete at a position
+    (e.g. o200k on a mark then an uppercase letter: '\u0301B ' -> ['\u0301', 'B', ' '])."""
+    one = regex.compile(bpe.PATTERNS[pattern])
+    texts = ("".join(p) for n in range(5) for p in itertools.product(SHORT_ALPHABET, repeat=n))
+    wrong = [t for t in texts if _pretokenize.split(t, pattern) != one.findall(t)]
+    assert not wrong, [(t, _pretokenize.split(t, pattern), one.findall(t)) for t in wrong[:5]]
+
+
+@pytest.mark.parametrize("text,pattern,pieces", [
+    ("\u0301B ", "o200k", ["\u0301", "B", " "]),  # a mark starts LOWER+ itself once the prefix fails
+    ("\u00aaA ", "o200k", ["\u00aa", "A", " "]),  # UPPER* gives back down to U+00AA (Lo: in both)
+    ("HELLO'S world", "o200k", ["HELLO'S", " world"]),
+    ("I'M \u017fo 'S", "cl100k", ["I", "'M", " \u017fo", " '", "S"]),  # (?i) 's' matches U+017F
+    ("a\r\n\r\n  b", "cl100k", ["a", "\r\n\r\n", " ", " b"]),  # \s*[\r\n] up to the last newline
+    ("x  \n", "gpt2", ["x", "  \n"]),  # \s++$
+    ("12345678", "o200k", ["123", "456", "78"]),
+    ("a/\n/b", "o200k", ["a", "/\n/", "b"]),
+])
+def test_scanner_vectors(text, pattern, pieces):
+    assert regex.findall(bpe.PATTERNS[pattern], text) == pieces
+    assert _pretokenize.split(text, pattern) == pieces
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=60) | HOSTILE_TEXT, st.sampled_from(sorted(bpe.PATTERNS)))
+def test_scanner_equals_regex_on_generated_text(text, pattern):
+    assert _pretokenize.split(text, pattern) == regex.findall(bpe.PATTERNS[pattern], text)
+
+
+def test_class_table_is_the_regex_modules():
+    """Each flag of the table holds exactly the code points its class matches in `regex`,
+    checked on the ASCII and Latin-1 range and random code points; built once per process."""
+    classes, fold = _pretokenize.tables()
+    assert _pretokenize.tables()[0] is classes
+    rng = np.random.default_rng(0)
+    points = [cp for cp in list(range(0x100)) + rng.integers(0, 0x110000, 3000).tolist()
+              if not 0xD800 <= cp < 0xE000]
+    for bit, run in _pretokenize._CLASS_RUNS:
+        one = regex.compile(run[:-1])  # the class without its '+'
+        assert [bool(classes[cp] & bit) for cp in points] == [bool(one.fullmatch(chr(cp))) for cp in points], run
+    for cp in points:
+        letters = [c for c in _pretokenize._CONTRACTION_LETTERS if regex.fullmatch(f"(?i:{c})", chr(cp))]
+        assert (fold[cp] if cp < fold.size else 0) == (ord(letters[0]) if letters else 0)
+    assert fold[ord("\u017f")] == ord("s") and fold[ord("S")] == ord("s")
+
+
+def test_class_table_builds_in_under_two_seconds():
+    """CPU time (not wall time: other processes do not count) of the first tables() call."""
+    code = ("import time\nfrom llmref.accel.numba_cpu import _pretokenize\n"
+            "t = time.process_time()\n_pretokenize.tables()\nprint(time.process_time() - t)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout) < 2
+
+
+SPECIAL_TEXT = st.lists(st.sampled_from(HOSTILE + SPECIAL_TOKENS + ["<|endof", "text|>", "<|"]),
+                        max_size=30).map("".join)
+
+
+@settings(max_examples=80, deadline=None)
+@given(SPECIAL_TEXT, st.sampled_from(sorted(bpe.PATTERNS)), st.sampled_from([[], ["<|endoftext|>"], SPECIAL_TOKENS]))
+def test_numba_encoder_equals_reference_around_special_tokens(text, pattern, allowed):
+    """Chunks between allowed specials are pre-tokenised on their own (their end is the
+    pattern's end of string), in the compiled encoder as in the reference."""
+    kwargs = dict(pattern=pattern, special_tokens=SPECIAL_TOKENS, allowed_special=allowed, disallowed_special=[])
+    assert fast.bpe_encode(text, MERGES, **kwargs).tolist() == bpe.bpe_encode(text, MERGES, **kwargs).tolist()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_encode_batch_equals_encode_one_by_one(threads):
+    encoder = fast.Encoder(RANKS, SPECIAL, "cl100k")
+    texts = [CORPUS[i:i + 97 * (i % 5)] for i in range(0, len(CORPUS), 61)] + ["", sample_text("special"), ""]
+    texts += list(SAMPLES.values())
+    for allowed in ((), "all", ["<|endoftext|>"]):
+        batch = encoder.encode_batch(texts, allowed_special=allowed, disallowed_special=(), threads=threads)
+        assert len(batch) == len(texts)
+        for text, ids in zip(texts, batch):
+            assert ids.dtype == np.int64
+            assert ids.tolist() == encoder.encode(text, allowed, ()).tolist()
+    assert encoder.encode_batch([], threads=threads) == []
+    assert [ids.tolist() for ids in encoder.encode_ordinary_batch(texts, threads=threads)] == \
+        [encoder.encode_ordinary(t).tolist() for t in texts]
+    with pytest.raises(InputError, match="^text: contains the disallowed special token '<\\|fim_prefix"):
+        encoder.encode_batch(["a", "b <|fim_prefix|>", "<|endoftext|>"], threads=threads)
+    # a name across two documents is in neither
+    split = ["a <|endof", "text|> b"]
+    assert [ids.tolist() for ids in encoder.encode_batch(split, threads=threads)] == \
+        [encoder.encode(t).tolist() for t in split]
+
+
+def test_batch_ranges_release_the_gil():
+    """Threads encode at once only if the compiled call lets go of the GIL."""
+    assert fast._encode_documents.targetoptions.get("nogil") is True
 
 
 def test_training_is_deterministic_and_defines_every_token_once():
@@ -359,6 +488,14 @@ def test_cl100k_equals_tiktoken_on_generated_text(cl100k, text):
     expected = encoding.encode_ordinary(text)
     assert bpe.encode_ordinary(text, ranks, "cl100k") == expected
     assert encoder.encode_ordinary(text).tolist() == expected
+
+
+@pytest.mark.crosscheck
+def test_cl100k_batch_equals_tiktoken(cl100k):
+    encoding, _, _, encoder = cl100k
+    texts = [sample_text(s) for s in sorted(SAMPLES)] + [CORPUS] * 3
+    expected = [encoding.encode_ordinary(t) for t in texts]
+    assert [ids.tolist() for ids in encoder.encode_batch(texts, disallowed_special=(), threads=2)] == expected
 
 
 @pytest.mark.crosscheck

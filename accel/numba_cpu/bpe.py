@@ -1,9 +1,14 @@
-"""Byte-level BPE encoding with the merge loop in numba.njit (reference: llmref.ref.bpe).
+"""Byte-level BPE encoding in numba.njit, from code points to ids (reference: llmref.ref.bpe).
 
-Pre-tokenisation stays in Python (`regex`, the same patterns as the reference); the pieces
-are handed to one compiled call as a UTF-8 buffer plus piece end offsets. The vocabulary
-becomes two open-addressing hash tables held in NumPy arrays, one row per slot so that a
-probe touches one cache line:
+A text goes to one compiled call as its code points (UTF-32), its UTF-8 bytes and its chunks
+between allowed special tokens (cut in Python, as the reference cuts them). Each chunk is
+pre-tokenised by the compiled scanner of _pretokenize (the reference's regex patterns, exactly)
+and its pieces merged; no Python runs per piece. A batch of documents is joined into one array
+and cut into ranges of documents that threads encode at once (the compiled calls release the
+GIL).
+
+The vocabulary becomes two open-addressing hash tables held in NumPy arrays, one row per slot
+so that a probe touches one cache line:
   pair table:  (left id, right id) -> id of the token bytes(left) + bytes(right), for every
                way of writing a token as the concatenation of two tokens;
   token table: FNV-1a hash of a token's bytes -> (id, offset, length), verified against the
@@ -14,10 +19,13 @@ rescanning every pair after each merge; pieces longer than _SCAN_MAX bytes by a 
 candidate pairs over a linked list (the reference's merge_adjacent), so one unbroken piece of
 n bytes costs O(n log n).
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
-import regex
 
+from llmref.accel.numba_cpu import _pretokenize
 from llmref.errors import Unsupported
 from llmref.ref import bpe as ref
 
@@ -95,20 +103,6 @@ def _pair_rank(pair_table, left, right):
     """Id of the token bytes(left) + bytes(right), or -1 (rows: (left << 32) | right, id)."""
     row = _table_find(pair_table, (np.int64(left) << 32) | np.int64(right))
     return _EMPTY if row == _EMPTY else pair_table[row, 1]
-
-
-@numba.njit(cache=True)
-def _byte_ends(codepoints, char_ends):
-    """UTF-8 byte offset of each piece end, from code-point offsets (1-4 bytes per code point)."""
-    ends = np.empty_like(char_ends)
-    c, b = 0, 0
-    for p in range(char_ends.shape[0]):
-        while c < char_ends[p]:
-            cp = codepoints[c]
-            b += 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
-            c += 1
-        ends[p] = b
-    return ends
 
 
 # Pieces up to this many bytes are merged by rescanning (fast for the short pieces of ordinary
@@ -224,16 +218,16 @@ def _merge_heap(parts, n, pair_table, nxt, prv, pair, heap):
     return count
 
 
-@numba.njit(cache=True)
-def _encode_pieces(buf, ends, byte_id, pair_table, tok_table, flat):
-    """ids of every piece buf[ends[p-1]:ends[p]]: whole-token shortcut, else lowest-rank
-    merges (rescanning for short pieces, the heap for long ones)."""
-    out = np.empty(buf.shape[0], dtype=np.int64)
+@numba.njit(cache=True, nogil=True)
+def _merge_pieces(buf, start, ends, count, byte_id, pair_table, tok_table, flat, out, n_out):
+    """ids of the pieces buf[start:ends[0]], buf[ends[0]:ends[1]], ... (count of them) written
+    to out[n_out:]: whole-token shortcut, else lowest-rank merges (rescanning for short pieces,
+    the heap for long ones). Returns the new n_out."""
     longest = 0
-    start = 0
-    for p in range(ends.shape[0]):
-        longest = max(longest, ends[p] - start)
-        start = ends[p]
+    begin = start
+    for p in range(count):
+        longest = max(longest, ends[p] - begin)
+        begin = ends[p]
     parts = np.empty(longest, dtype=np.int32)  # ids, and positions, fit 32 bits: less memory traffic
     ranks = np.empty(min(longest, _SCAN_MAX), dtype=np.int64)
     heap_n = longest if longest > _SCAN_MAX else 0
@@ -241,19 +235,18 @@ def _encode_pieces(buf, ends, byte_id, pair_table, tok_table, flat):
     prv = np.empty(heap_n, dtype=np.int32)
     pair = np.empty(heap_n, dtype=np.int32)
     heap = np.empty(3 * heap_n, dtype=np.int64)  # n - 1 initial keys + at most 2 per merge
-    n_out = 0
-    start = 0
-    for p in range(ends.shape[0]):
+    begin = start
+    for p in range(count):
         stop = ends[p]
-        whole = _whole_token(buf, start, stop, tok_table, flat)
+        whole = _whole_token(buf, begin, stop, tok_table, flat)
         if whole != _EMPTY:
             out[n_out] = whole
             n_out += 1
-            start = stop
+            begin = stop
             continue
-        n = stop - start
+        n = stop - begin
         for k in range(n):
-            parts[k] = byte_id[buf[start + k]]
+            parts[k] = byte_id[buf[begin + k]]
         if n <= _SCAN_MAX:
             n = _merge_scan(parts, ranks, n, pair_table)
         else:
@@ -261,8 +254,84 @@ def _encode_pieces(buf, ends, byte_id, pair_table, tok_table, flat):
         for k in range(n):
             out[n_out] = parts[k]
             n_out += 1
-        start = stop
+        begin = stop
+    return n_out
+
+
+@numba.njit(cache=True, nogil=True)
+def _to_utf8(cps, offsets, count, c, b):
+    """offsets[:count], increasing code-point offsets from c (UTF-8 byte offset b), made UTF-8
+    byte offsets in place (1-4 bytes per code point)."""
+    for k in range(count):
+        while c < offsets[k]:
+            cp = cps[c]
+            b += 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
+            c += 1
+        offsets[k] = b
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_chunks(cps, buf, bounds, byte_bounds, kinds, lo, hi, pattern, classes, fold,
+                   byte_id, pair_table, tok_table, flat, ends, out, n_out):
+    """ids of chunks lo..hi-1 of a text written to out[n_out:]; returns the new n_out. Chunk k
+    is cps[bounds[k]:bounds[k + 1]] (UTF-8 buf[byte_bounds[k]:byte_bounds[k + 1]]): a special
+    token, kinds[k] its id, or ordinary text (kinds[k] = -1), pre-tokenised on its own (its end
+    is the pattern's end of string, as the reference splits specials out first) and merged.
+    ends is scratch room for one chunk's piece ends."""
+    for k in range(lo, hi):
+        if kinds[k] >= 0:
+            out[n_out] = kinds[k]
+            n_out += 1
+            continue
+        count = _pretokenize.piece_ends(cps, bounds[k], bounds[k + 1], pattern, classes, fold, ends, 0)
+        if byte_bounds[k + 1] - byte_bounds[k] != bounds[k + 1] - bounds[k]:  # not ASCII
+            _to_utf8(cps, ends, count, bounds[k], byte_bounds[k])
+        else:
+            for p in range(count):  # ASCII: a code point is a byte
+                ends[p] += byte_bounds[k] - bounds[k]
+        n_out = _merge_pieces(buf, byte_bounds[k], ends, count, byte_id, pair_table, tok_table, flat,
+                              out, n_out)
+    return n_out
+
+
+@numba.njit(cache=True, nogil=True)
+def _longest_chunk(bounds, lo, hi):
+    longest = 0
+    for k in range(lo, hi):
+        longest = max(longest, bounds[k + 1] - bounds[k])
+    return longest
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_text(cps, buf, bounds, kinds, pattern, classes, fold, byte_id, pair_table, tok_table, flat):
+    """ids of one text cut into chunks (see _encode_chunks): code points to ids in one call."""
+    byte_bounds = bounds.copy()
+    if buf.shape[0] != cps.shape[0]:
+        _to_utf8(cps, byte_bounds, byte_bounds.shape[0], 0, 0)
+    ends = np.empty(_longest_chunk(bounds, 0, kinds.shape[0]), dtype=np.int64)
+    out = np.empty(buf.shape[0] + kinds.shape[0], dtype=np.int64)  # at most one id per byte or special
+    n_out = _encode_chunks(cps, buf, bounds, byte_bounds, kinds, 0, kinds.shape[0], pattern, classes, fold,
+                           byte_id, pair_table, tok_table, flat, ends, out, 0)
     return out[:n_out]
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_documents(cps, buf, bounds, byte_bounds, kinds, doc_chunks, d0, d1, pattern, classes, fold,
+                      byte_id, pair_table, tok_table, flat):
+    """ids of documents d0..d1-1 of a batch, concatenated, and the count of each: document d
+    is chunks doc_chunks[d]..doc_chunks[d + 1]-1 of the batch's concatenated text. Releases the
+    GIL, so threads encode disjoint ranges at once."""
+    c0, c1 = doc_chunks[d0], doc_chunks[d1]
+    ends = np.empty(_longest_chunk(bounds, c0, c1), dtype=np.int64)
+    out = np.empty(byte_bounds[c1] - byte_bounds[c0] + (c1 - c0), dtype=np.int64)
+    counts = np.empty(d1 - d0, dtype=np.int64)
+    n_out = 0
+    for d in range(d0, d1):
+        before = n_out
+        n_out = _encode_chunks(cps, buf, bounds, byte_bounds, kinds, doc_chunks[d], doc_chunks[d + 1], pattern,
+                               classes, fold, byte_id, pair_table, tok_table, flat, ends, out, n_out)
+        counts[d - d0] = n_out - before
+    return out[:n_out], counts
 
 
 def _capacity(n):
@@ -274,8 +343,9 @@ class Encoder:
     """A compiled encoder for one vocabulary {token bytes: id} and its special tokens."""
 
     def __init__(self, ranks: dict, special: dict, pattern: str = "cl100k"):
-        self.regex = regex.compile(ref.pattern_regex(pattern))
+        ref.pattern_regex(pattern)  # an unknown name is an InputError
         self.ranks, self.special, self.pattern = ref.byte_level(ranks), dict(special), pattern
+        self.pattern_id = _pretokenize.PATTERN_IDS[pattern]
         n_ids = max(ranks.values()) + 1
         by_id = [b""] * n_ids
         for token, i in ranks.items():
@@ -300,30 +370,120 @@ class Encoder:
         rows = np.stack([present, self.offsets[present], lengths[present]], axis=1)  # (id, offset, length)
         self.tok_table = _table_build(hashes[present], rows, _capacity(present.size))
 
+    def _tables(self):
+        """The arguments every compiled call shares: pattern, class tables, vocabulary tables."""
+        classes, fold = _pretokenize.tables()
+        return (self.pattern_id, classes, fold, self.byte_id, self.pair_table, self.tok_table, self.flat)
+
+    def _chunks(self, text: str, allowed) -> tuple:
+        """(length of each chunk in code points, kinds): text cut at the allowed special names as
+        llmref.ref.bpe.split_special cuts it; kinds[k] = the id of a special chunk, -1 for text."""
+        if not allowed:
+            return [len(text)], [-1]
+        chunks = ref.split_special(text, allowed)
+        return [len(c) for c in chunks], [self.special[c] if k % 2 else -1 for k, c in enumerate(chunks)]
+
     def encode_ordinary(self, text: str) -> np.ndarray:
         """ids of text, special-token text treated as text."""
-        pieces = self.regex.findall(text)
-        buf = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        char_ends = np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))
-        if char_ends.size and char_ends[-1] != len(text):
-            raise AssertionError("the pre-tokenisation pattern left characters unmatched")
-        if buf.size == len(text):  # ASCII: character and byte offsets coincide
-            ends = char_ends
-        else:
-            ends = _byte_ends(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), char_ends)
-        return _encode_pieces(buf, ends, self.byte_id, self.pair_table, self.tok_table, self.flat)
+        return self.encode_allowed(text, ())
 
     def encode(self, text: str, allowed_special=(), disallowed_special="all") -> np.ndarray:
         """tiktoken's Encoding.encode semantics, checked by llmref.ref.bpe.special_sets."""
         allowed, _ = ref.special_sets(text, self.special, allowed_special, disallowed_special)
         return self.encode_allowed(text, allowed)
 
-    def encode_allowed(self, text: str, allowed: set) -> np.ndarray:
-        """ids of text with the names in `allowed` (already checked) cut out as their ids."""
-        chunks = ref.split_special(text, allowed)
-        parts = [np.asarray([self.special[c]], dtype=np.int64) if k % 2 else self.encode_ordinary(c)
-                 for k, c in enumerate(chunks) if c or k % 2]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    def encode_allowed(self, text: str, allowed) -> np.ndarray:
+        """ids of text with the names in `allowed` (already checked) cut out as their ids: one
+        compiled call from code points to ids."""
+        lengths, kinds = self._chunks(text, allowed)
+        bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        return _encode_text(_pretokenize.codepoints(text), _utf8(text), bounds, np.asarray(kinds, dtype=np.int64),
+                            *self._tables())
+
+    def encode_batch(self, texts, allowed_special=(), disallowed_special="all", threads=None) -> list:
+        """[encode(text, allowed_special, disallowed_special) for text in texts], the documents
+        encoded by `threads` threads at once (default: the CPUs this process may run on). A
+        disallowed special token is searched for in the joined UTF-8 bytes of the texts, once;
+        only if one is found (maybe across two documents) are the texts checked one by one, so
+        the error is the one encode would raise on the first offending text."""
+        texts = list(texts)
+        allowed, disallowed = ref.special_sets("", self.special, allowed_special, disallowed_special)
+        batch = self._batch(texts, allowed)
+        if any(name.encode("utf-8") in batch[0] for name in disallowed if name):
+            for text in texts:
+                ref.special_sets(text, self.special, allowed_special, disallowed_special)
+        return self._encode_batch(batch, threads)
+
+    def encode_ordinary_batch(self, texts, threads=None) -> list:
+        """[encode_ordinary(text) for text in texts], on `threads` threads (see encode_batch)."""
+        return self.encode_batch_allowed(texts, (), threads)
+
+    def encode_batch_allowed(self, texts, allowed, threads=None) -> list:
+        """[encode_allowed(text, allowed) for text in texts], on `threads` threads."""
+        return self._encode_batch(self._batch(list(texts), allowed), threads)
+
+    def _batch(self, texts: list, allowed) -> tuple:
+        """The texts joined: (UTF-8 bytes, code points, UTF-8 array, chunk bounds in code points
+        and in bytes, chunk kinds, first chunk of each document and the end)."""
+        lengths, kinds, doc_chunks = [], [], [0]
+        for text in texts:
+            chunk_lengths, chunk_kinds = self._chunks(text, allowed)
+            lengths += chunk_lengths
+            kinds += chunk_kinds
+            doc_chunks.append(len(kinds))
+        joined = "".join(texts)
+        data = joined.encode("utf-8")
+        cps, buf = _pretokenize.codepoints(joined), np.frombuffer(data, dtype=np.uint8)
+        bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        byte_bounds = bounds.copy()
+        if buf.shape[0] != cps.shape[0]:
+            _to_utf8(cps, byte_bounds, byte_bounds.shape[0], 0, 0)
+        return (data, cps, buf, bounds, byte_bounds, np.asarray(kinds, dtype=np.int64),
+                np.asarray(doc_chunks, dtype=np.int64))
+
+    def _encode_batch(self, batch: tuple, threads) -> list:
+        """The ids of every document of a _batch, one array each."""
+        out = []
+        for ids, counts in self._encode_ranges(batch, threads):
+            out.extend(np.split(ids, np.cumsum(counts)[:-1]))
+        return out
+
+    def _encode_ranges(self, batch: tuple, threads) -> list:
+        """[(ids, count of each document)] of a _batch cut into ranges of documents of about
+        equal size in bytes, each encoded by one compiled call that releases the GIL, on a pool
+        of threads."""
+        _, cps, buf, bounds, byte_bounds, kinds, doc_chunks = batch
+        n_docs = doc_chunks.shape[0] - 1
+        if n_docs == 0:
+            return []
+        threads = _cpus() if threads is None else max(1, int(threads))
+        doc_bytes = byte_bounds[doc_chunks]  # where each document starts, and the end
+        parts = min(n_docs, 4 * threads)  # more ranges than threads: uneven documents balance
+        cuts = np.searchsorted(doc_bytes, np.arange(1, parts) * (doc_bytes[-1] / parts))
+        edges = np.unique(np.concatenate([[0], cuts, [n_docs]]))
+        tables = self._tables()
+
+        def encode_range(d0, d1):
+            return _encode_documents(cps, buf, bounds, byte_bounds, kinds, doc_chunks, d0, d1, *tables)
+
+        if threads == 1 or edges.size == 2:
+            return [encode_range(d0, d1) for d0, d1 in zip(edges[:-1], edges[1:])]
+        with ThreadPoolExecutor(min(threads, edges.size - 1)) as pool:
+            return list(pool.map(encode_range, edges[:-1], edges[1:]))
+
+
+def _utf8(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _cpus() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
 
 
 _ENCODERS = {}
