@@ -1,9 +1,13 @@
+import base64
+import json
 import os
-import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from llmref.tensorfile import dumps
 
 # Without a GPU, numba.cuda kernels run in the CUDA simulator. This must be decided before
 # numba.cuda is first imported. On a machine with a GPU, set LLMREF_REAL_GPU=1 to run them
@@ -12,15 +16,26 @@ if os.environ.get("LLMREF_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 _PROBE_CHILD = r"""
-import pickle, sys
+import base64, json, sys
 from llmref.errors import InputError
 from llmref.spec import resolve
-target, calls = pickle.load(sys.stdin.buffer)
-fn = resolve(target)
-for label, kwargs in calls:
+from llmref.tensorfile import loads
+data = sys.stdin.buffer.read()
+size = int.from_bytes(data[:8], "little")
+request, (arrays, _) = json.loads(data[8:8 + size]), loads(data[8 + size:], "probe calls")
+
+def value(entry):
+    if "array" in entry:
+        return arrays[entry["array"]].copy()
+    if "bytes" in entry:
+        return base64.b64decode(entry["bytes"])
+    return entry["json"]
+
+fn = resolve(request["target"])
+for label, encoded in request["calls"]:
     print("start", label, flush=True)
     try:
-        fn(**kwargs)
+        fn(**{k: value(v) for k, v in encoded.items()})
     except InputError as exc:
         print("InputError", label, str(exc).split(":")[0], flush=True)
     except Exception as exc:
@@ -28,6 +43,25 @@ for label, kwargs in calls:
     else:
         print("returned", label, flush=True)
 """
+
+
+def _encoded(target, calls) -> bytes:
+    """The probe's request without pickle: a JSON header (8-byte length first) naming each
+    call's values, then the arrays as safetensors (llmref.tensorfile)."""
+    arrays = {}
+
+    def encode(key, v):
+        if isinstance(v, np.ndarray):
+            arrays[key] = v
+            return {"array": key}
+        if isinstance(v, bytes):
+            return {"bytes": base64.b64encode(v).decode("ascii")}
+        return {"json": v}  # str, numbers, None, bool and lists of them
+
+    request = {"target": target, "calls": [[label, {k: encode(f"{n}.{k}", v) for k, v in kwargs.items()}]
+                                           for n, (label, kwargs) in enumerate(calls)]}
+    head = json.dumps(request).encode("utf-8")
+    return len(head).to_bytes(8, "little") + head + dumps(arrays, {})
 
 
 def _probe(target, calls):
@@ -38,7 +72,7 @@ def _probe(target, calls):
     A kernel reached with unchecked ids, lengths or shapes may read or write out of bounds,
     corrupt the heap and kill its process: the assertion then names the child's exit code and
     the label it was running, and the test runner survives."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE_CHILD], input=pickle.dumps((target, calls)),
+    proc = subprocess.run([sys.executable, "-c", _PROBE_CHILD], input=_encoded(target, calls),
                           capture_output=True, timeout=900)
     lines = [line.split(" ", 2) for line in proc.stdout.decode().splitlines()]
     started = [line[1] for line in lines if line[0] == "start"]
