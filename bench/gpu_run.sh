@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One GPU session, start to end: install llmref from this checkout, run the GPU conformance and
-# every GPU benchmark of bench/, and leave the results in bench/results/*.json (device and
+# `llmref bench` on the GPU backends (cupy, numba-cuda), and leave the results in
+# bench/results/ (gpu_check.json, gpu_pytest.xml, bench_gpu_<device>.json; device and
 # versions in each). Meant for a CUDA machine that already has numpy, numba, numba-cuda,
 # cupy-cuda13x, torch, onnxruntime, safetensors, ml_dtypes, pyyaml, regex, rich, pytest and
 # hypothesis, and no network; the whole run stays under 8 minutes (LLMREF_GPU_BUDGET_S).
 #
 #   bench/gpu_run.sh                 the real run; stops at once, saying so, without a GPU
 #   bench/gpu_run.sh --rehearse      the same steps on a CPU: numba.cuda in the CUDA simulator
-#                                    (NUMBA_ENABLE_CUDASIM=1), cupy steps skipped with the
+#                                    (NUMBA_ENABLE_CUDASIM=1), cupy rows skipped with the
 #                                    reason, tiny benchmark shapes, no install
 #   --out DIR                        where the results go (default bench/results; a fresh
 #                                    temporary folder for --rehearse)
@@ -41,12 +42,14 @@ if [ "$REHEARSE" = 1 ]; then
     unset LLMREF_REAL_GPU
     OUT="${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/llmref-gpu-rehearsal.XXXXXX")}"
     TINY=--tiny
+    REPEATS=1
     MODE="rehearsal (CPU: numba.cuda in the CUDA simulator, cupy skipped, tiny shapes)"
 else
     unset NUMBA_ENABLE_CUDASIM
     export LLMREF_REAL_GPU=1
     OUT="${OUT:-bench/results}"
     TINY=""
+    REPEATS=3
     MODE="GPU run"
 fi
 mkdir -p "$OUT" || exit 2
@@ -136,22 +139,12 @@ else
         --backend cupy "${components[@]}" --json "$OUT/gpu_check.json"
 fi
 
-# --- benchmarks
-if [ "$REHEARSE" = 0 ]; then
-    step "bench w4a16_matmul (cupy)" 90 "$PYTHON" bench/w4a16_matmul.py --backend cupy \
-        --out "$OUT/w4a16_matmul_cupy_$DEVICE.json"
-    step "bench paged_attention_decode (cupy)" 90 "$PYTHON" bench/paged_attention_decode.py --repeats 10 \
-        --out "$OUT/paged_attention_decode_$DEVICE.json"
-else
-    skip "bench w4a16_matmul (cupy)" "cupy needs a CUDA device"
-    skip "bench paged_attention_decode (cupy)" "cupy needs a CUDA device"
-fi
-step "bench w4a16_matmul (numba-cuda)" 90 "$PYTHON" bench/w4a16_matmul.py --backend numba-cuda $TINY \
-    --out "$OUT/w4a16_matmul_numba_cuda_$DEVICE.json"
-step "bench sample_tokens (numba-cuda)" 90 "$PYTHON" bench/sample_tokens.py --mode gpu $TINY \
-    --out "$OUT/sample_tokens_gpu_$DEVICE.json"
-step "bench moe (numba-cuda)" 90 "$PYTHON" bench/moe.py --mode gpu $TINY \
-    --out "$OUT/moe_gpu_$DEVICE.json"
+# --- benchmarks: `llmref bench`, every component with a GPU backend beside the NumPy reference
+# and the peer libraries (the shapes, bytes and peers are the specs' bench: sections). The
+# rehearsal runs the tiny shapes; there its numba.cuda rows are listed as skipped (the CUDA
+# simulator is not a benchmark) and its cupy rows say why cupy cannot run.
+step "llmref bench (cupy, numba-cuda)" 240 "$PYTHON" -m llmref bench --backend cupy \
+    --backend numba-cuda $TINY --repeats "$REPEATS" --json "$OUT/bench_gpu_$DEVICE.json"
 
 echo
 echo "bench/gpu_run.sh: $MODE finished in ${SECONDS} s; results in $OUT"

@@ -8,8 +8,13 @@ element at the dtype). `peers` maps a library to an adapter-decorated function
 (llmref.adapters): its inputs are converted to the library's tensors once, outside the
 timing, and the undecorated function is timed.
 
-Method: every callable runs `warmup` times, then at least `repeats` times and for at least
-`min_seconds`; the median is reported with the 10th and 90th percentiles. The machine's
+Method: every callable runs `warmup` times (once when a call takes over a second), then at
+least `repeats` times and for at least `min_seconds`; the median is reported with the 10th
+and 90th percentiles. The float inputs are cast to the dtype by NumPy (round to nearest even),
+not by llmref's integer-only rounding of the goldens, which takes seconds on the
+hundreds of millions of elements a benchmark shape holds; a benchmark needs values of the
+dtype, not bit-exact goldens. The GPU backends are called as every backend is, on host
+arrays, so their times include the transfers to and from the device. The machine's
 memory bandwidth is measured in the same run (a single-threaded copy of a buffer far larger
 than the caches), and each row's bytes/s is given as a fraction of it, with ratios to the
 reference and to each peer measured side by side. One absolute time proves nothing on a
@@ -20,11 +25,12 @@ import json
 import os
 import platform
 import time
+from importlib import metadata
 
 import numpy as np
 
 from llmref.backends import BACKENDS, availability, implementation, simulated
-from llmref.cases import inputs_at, make_inputs
+from llmref.cases import make_inputs
 from llmref.dtypes import numpy_dtype
 from llmref.errors import InputError
 from llmref.spec import Case, all_specs, resolve
@@ -33,22 +39,27 @@ SCHEMA = "llmref-bench/1"
 COPY_BYTES = 256 * 1024 * 1024
 
 
+_OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+              ast.Div: lambda a, b: a / b if b else 0.0, ast.FloorDiv: lambda a, b: a // b if b else 0,
+              ast.Pow: lambda a, b: a ** b}
+
+
 def formula(text: str, names: dict) -> float:
     """Evaluate arithmetic over dim names (+ - * / // ** and parentheses), never eval()."""
     def walk(node):
         if isinstance(node, ast.Expression):
             return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):  # not bool, str
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in names:
                 raise InputError(f"bench: {text!r} names {node.id!r}, which is not a dim")
             return names[node.id]
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div,
-                                                                ast.FloorDiv, ast.Pow)):
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             a, b = walk(node.left), walk(node.right)
-            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.Div: a / b if b else 0.0,
-                    ast.FloorDiv: a // b if b else 0, ast.Pow: a ** b}[type(node.op)]
+            if isinstance(node.op, ast.Pow) and abs(b) > 64:
+                raise InputError(f"bench: {text!r} raises to the power {b}; at most 64")
+            return _OPERATORS[type(node.op)](a, b)  # only the operator named: never a ** b for a * b
         raise InputError(f"bench: {text!r} is not plain arithmetic over dims")
     return float(walk(ast.parse(str(text), mode="eval")))
 
@@ -63,9 +74,19 @@ def bench_case(spec, tiny=False) -> Case:
                 b.get("generator"), "")
 
 
+def bench_inputs(spec, inputs: dict, dtype: str) -> dict:
+    """The inputs at `dtype`: 'float' inputs cast by NumPy (nearest even), the rest unchanged."""
+    target = numpy_dtype(dtype)
+    return {t.name: np.asarray(inputs[t.name]).astype(target) if t.dtype == "float" else inputs[t.name]
+            for t in spec.inputs}
+
+
 def time_call(fn, warmup=2, repeats=5, min_seconds=0.3) -> dict:
     for _ in range(warmup):
+        t0 = time.perf_counter()
         fn()
+        if time.perf_counter() - t0 > 1.0:  # compiled and warm; a slow call needs no second
+            break
     times, start = [], time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()
@@ -96,13 +117,24 @@ def machine() -> dict:
     except OSError:
         pass
     versions = {"numpy": np.__version__, "numba": numba.__version__, "python": platform.python_version()}
-    for name in ("torch", "onnxruntime", "tiktoken", "tokenizers", "cupy"):
+    for name in ("torch", "transformers", "onnxruntime", "tiktoken", "tokenizers", "gguf", "numba-cuda"):
         try:
-            versions[name] = __import__(name).__version__
-        except Exception:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
-            "platform": platform.platform(), "versions": versions}
+    try:
+        versions["cupy"] = __import__("cupy").__version__
+    except Exception:  # not installed, or no CUDA runtime
+        pass
+    found = {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
+             "platform": platform.platform(), "versions": versions,
+             "backends": {b: {"available": ok, "note": note} for b in BACKENDS
+                          for ok, note in [availability(b)]}}
+    if "torch" in versions:
+        import torch
+
+        found["torch_threads"] = torch.get_num_threads()
+    return found
 
 
 def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=None, **timing) -> dict:
@@ -117,7 +149,7 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
         for dtype in spec.bench.get("dtypes") or [d for d in spec.dtypes if d != "float64"] or ["float64"]:
             if dtypes and dtype not in dtypes:
                 continue
-            fed = inputs_at(spec, base, dtype)
+            fed = bench_inputs(spec, base, dtype)
             names = dict(case.dims, e=numpy_dtype(dtype).itemsize)
             nbytes = formula(spec.bench["bytes"], names)
             flops = formula(spec.bench["flops"], names) if spec.bench.get("flops") else None
@@ -132,8 +164,11 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
                     found.append({"component": spec.id, "implementation": backend, "dtype": dtype,
                                   "skipped": why if not ok else "the CUDA simulator is not a benchmark"})
                     continue
-                found.append(_row(spec, dtype, backend, implementation(spec, backend), fed, case,
-                                  nbytes, flops, bandwidth, timing))
+                row = _row(spec, dtype, backend, implementation(spec, backend), fed, case, nbytes,
+                           flops, bandwidth, timing)
+                if backend != "numba-cpu":
+                    row["note"] = "host arrays in and out: the time includes the device transfers"
+                found.append(row)
             for peer, target in (spec.bench.get("peers") or {}).items():
                 found.append(_peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, timing))
             peers = [r for r in found if r.get("kind") == "peer" and "median_s" in r]
@@ -146,7 +181,7 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
             if progress:
                 progress()
     return {"schema": SCHEMA, "tiny": tiny, "machine": machine(), "copy_bandwidth_bytes_per_s": bandwidth,
-            "rows": rows}
+            "notes": {s.id: s.bench["note"] for s in specs if s.bench.get("note")}, "rows": rows}
 
 
 def _measure(spec, dtype, name, kind, call, case, nbytes, flops, bandwidth, timing) -> dict:
@@ -178,7 +213,11 @@ def _peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, ti
     except Exception as exc:  # the library is not installed here
         return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
                 "skipped": str(exc)}
-    framework = declaration(fn).framework
+    declared = declaration(fn)
+    if declared.dtypes and dtype not in declared.dtypes:
+        return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
+                "skipped": f"{target} declares dtypes {list(declared.dtypes)}, not {dtype}"}
+    framework = declared.framework
     inner = getattr(fn, "__wrapped__", fn)
     if framework == "torch":
         from llmref.adapters import numpy_to_torch

@@ -9,14 +9,16 @@ UNSUPPORTED with the reason (`skip={case: reason}`, or `dtypes=[...]` for a prec
 docs/examples.md lists it.
 
     torch_ops            torch (CPU build): sdpa, softmax, norms, activations, kd_loss,
-                         quantize_linear, fake_quant, w8a8_matmul
+                         quantize_linear, fake_quant, w8a8_matmul, embedding, lm_head,
+                         paged_attention_decode (SDPA on the gathered cache), moe_layer
+                         (the Mixtral block's loop over experts)
     transformers_ops     transformers: rope, sample_tokens, activations (ACT2FN)
     jax_ops              jax (CPU): softmax, sdpa
     onnx_ops             onnx.reference.ReferenceEvaluator: Softmax, LayerNormalization,
                          RMSNormalization, RotaryEmbedding, Attention
     onnxruntime_ops      onnxruntime: the same operators, and com.microsoft MatMulNBits
-                         for w4a16_matmul
-    tiktoken_ops         tiktoken: bpe_encode
+                         for w4a16_matmul (also with prepacked initializer weights)
+    tiktoken_ops         tiktoken: bpe_encode (also with the Encoding built once)
     tokenizers_ops       tokenizers: bpe_encode
     gguf_ops             gguf-py (gguf.quants): gguf_quantize
     bitsandbytes_ops     bitsandbytes (CPU build): nf4_quantize, w8a8_matmul (a library bug:
