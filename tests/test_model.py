@@ -422,7 +422,7 @@ def test_int4_weights_through_w4a16_equal_the_dequantized_model_on_numba_cpu_too
     through the w4a16_matmul reference equals the model on the dequantized weights, and the
     numba-cpu model (its kernels, its w4a16 kernel) matches it within the model_decoder
     float32 tolerance."""
-    from llmref.accel.numba_cpu.model import kernels
+    from llmref.accel._model import kernels
     from llmref.ref.model import int4_weights
     from llmref.spec import resolve
     c = tiny_config("tiny_llama")
@@ -444,5 +444,5 @@ def test_int4_weights_through_w4a16_equal_the_dequantized_model_on_numba_cpu_too
             v = copy.copy(v)
             v.matmul = kernel
         on_kernels[k] = v
-    _judge(spec, spec.case("llama_gqa"), "logits", decoder_forward(c, on_kernels, ids, kernels()),
+    _judge(spec, spec.case("llama_gqa"), "logits", decoder_forward(c, on_kernels, ids, kernels("numba-cpu")),
            expected)

@@ -20,6 +20,7 @@ _attention_rows = numba.njit(cache=True)(kernels.attention_rows)
 
 def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", temperature=2.0,
             alpha=0.5, beta=0.5, ignore_index=-100):
+    # The spec's signature and its one checker, as in every backend (the kernels differ below).
     z_s, z_t, labels, mask = kd_loss_args(student_logits, teacher_logits, labels, mask, kind,
                                           temperature, alpha, beta, ignore_index)
     valid, zs, zt, y = valid_rows(z_s, z_t, labels, mask, ignore_index)

@@ -1,46 +1,13 @@
-"""The model specs (model_decoder, model_moe, model_encoder) on numba-cpu: the reference
-model (llmref.ref.model) assembled from this backend's kernels instead of the reference
-components. Nothing is re-implemented here: each component is the numba-cpu kernel its spec
-names (`accel: numba-cpu:`), called through the model's component table with the spec's
-keyword arguments; a component without a numba-cpu kernel (learned_positions) stays the
-reference's. The prefill/decode paths are the reference's, decode_logits going through the
-paged KV cache (the kv_write and paged_attention_decode kernels). Arguments are checked by
-the reference's model_decoder_args / encoder checks before any kernel runs."""
-from functools import lru_cache
-
-from llmref.ref.model import Components, decoder_outputs, encoder_config, encoder_forward, \
-    mean_pool, model_decoder_args
-from llmref.ref.model_config import unflatten
-from llmref.ref.model_serving import paged_logits
-from llmref.spec import load_spec, resolve
-from llmref.validate import float_array
-
-BACKEND = "numba-cpu"
-COMPONENTS = ("embedding", "lm_head", "rmsnorm", "layernorm", "rope", "learned_positions",
-              "sdpa", "mla", "swiglu", "geglu", "gelu", "moe_layer", "kv_write",
-              "paged_attention_decode", "sample_tokens")
-
-
-@lru_cache(maxsize=None)
-def kernels() -> Components:
-    """Every component this backend has a kernel for, as the specs name them."""
-    found = {}
-    for name in COMPONENTS:
-        spec = load_spec(name)
-        if BACKEND in spec.accel:
-            found[name] = resolve(spec.accel[BACKEND]["impl"], f"{name}.yaml: accel.{BACKEND}")
-    return Components(found)
+"""The model specs (model_decoder, model_moe, model_encoder) on numba-cpu: the reference model
+assembled from the numba-cpu kernels (llmref.accel._model); learned_positions, which has no
+numba-cpu kernel, stays the reference's."""
+from llmref.accel import _model
 
 
 def model_decoder(weights, prompt, continuation, uniforms, config, temperature=1.0, top_k=0):
-    c, w, prompt, continuation, uniforms, sampled = model_decoder_args(
-        weights, prompt, continuation, uniforms, config, temperature, top_k)
-    return decoder_outputs(c, w, prompt, continuation, uniforms, sampled, kernels(),
-                           decode=paged_logits)
+    return _model.model_decoder("numba-cpu", weights, prompt, continuation, uniforms, config,
+                                temperature, top_k)
 
 
 def model_encoder(weights, ids, token_type_ids, attention_mask, config):
-    c = encoder_config(config)
-    w = unflatten(c, float_array("weights", weights, ndim=1))
-    h = encoder_forward(c, w, ids, token_type_ids, attention_mask, kernels())
-    return {"hidden": h, "pooled": mean_pool(h, attention_mask)}
+    return _model.model_encoder("numba-cpu", weights, ids, token_type_ids, attention_mask, config)

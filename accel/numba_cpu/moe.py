@@ -40,6 +40,7 @@ def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_fac
 
 def moe_router(logits, bias, method="mixtral", top_k=2, n_group=1, topk_group=1,
                routed_scaling_factor=1.0, capacity_factor=0.0):
+    # The spec's signature and its one checker, as in every backend (the kernels differ below).
     logits, bias = moe_router_args(logits, bias, method, top_k, n_group, topk_group,
                                    routed_scaling_factor, capacity_factor)
     idx, weights, kept, aux, z = _router(widen(logits), widen(bias), method, top_k, n_group,

@@ -86,6 +86,8 @@ def _sample_rows(z, prompt, output, temperature, top_k, top_p, min_p, typical_p,
     """Row b: the steps in order on z[b] (probs[b] is the softmax the filters read), then
     probs[b] = softmax(z[b]) and ids[b] = (inverse CDF, Gumbel-max, greedy)."""
     for b in range(z.shape[0]):
+        # The filter order is the spec's; this loop is written per backend because the
+        # numba-cuda top-p takes a candidate scratch row that the CPU one does not need.
         for step in steps:
             if step == 0:
                 ids[b, 2] = _penalise_row(z, prompt, output, rep, presence, frequency, b, counts)
@@ -110,6 +112,7 @@ def _sample_rows(z, prompt, output, temperature, top_k, top_p, min_p, typical_p,
 def sample_tokens(logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
                   repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel,
                   order="hf"):
+    # The spec's signature and its one checker, as in every backend (the kernels differ below).
     x, prompt_ids, output_ids, top_k, g, per_row = sample_tokens_args(
         logits, prompt_ids, output_ids, temperature, top_k, top_p, min_p, typical_p,
         repetition_penalty, presence_penalty, frequency_penalty, uniforms, gumbel, order)

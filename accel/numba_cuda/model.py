@@ -1,48 +1,9 @@
-"""The model specs (model_decoder, model_moe, model_encoder) on numba-cuda: the reference
-model (llmref.ref.model) assembled from this backend's kernels instead of the reference
-components. Nothing is re-implemented here: each component is the numba-cuda kernel its spec
-names (`accel: numba-cuda:`), called through the model's component table with the spec's
-keyword arguments; a component without a numba-cuda kernel stays the reference's. The
-prefill/decode paths are the reference's, decode_logits going through the paged KV cache
-(the kv_write and paged_attention_decode kernels). Arguments are checked by the reference's
-model_decoder_args / encoder checks before any kernel runs. Under the CUDA simulator every
-kernel launch runs its threads in Python: only the micro case is simulated
-(llmref.check.SIMULATOR_MAX_ELEMENTS)."""
-from functools import lru_cache
-
-from llmref.ref.model import Components, decoder_outputs, encoder_config, encoder_forward, \
-    mean_pool, model_decoder_args
-from llmref.ref.model_config import unflatten
-from llmref.ref.model_serving import paged_logits
-from llmref.spec import load_spec, resolve
-from llmref.validate import float_array
-
-BACKEND = "numba-cuda"
-COMPONENTS = ("embedding", "lm_head", "rmsnorm", "layernorm", "rope", "learned_positions",
-              "sdpa", "mla", "swiglu", "geglu", "gelu", "moe_layer", "kv_write",
-              "paged_attention_decode", "sample_tokens")
-
-
-@lru_cache(maxsize=None)
-def kernels() -> Components:
-    """Every component this backend has a kernel for, as the specs name them."""
-    found = {}
-    for name in COMPONENTS:
-        spec = load_spec(name)
-        if BACKEND in spec.accel:
-            found[name] = resolve(spec.accel[BACKEND]["impl"], f"{name}.yaml: accel.{BACKEND}")
-    return Components(found)
+"""model_decoder on numba-cuda: the reference model assembled from the numba-cuda kernels
+(llmref.accel._model). Under the CUDA simulator every kernel launch runs its threads in
+Python: only the micro case is simulated (llmref.check.SIMULATOR_MAX_ELEMENTS)."""
+from llmref.accel import _model
 
 
 def model_decoder(weights, prompt, continuation, uniforms, config, temperature=1.0, top_k=0):
-    c, w, prompt, continuation, uniforms, sampled = model_decoder_args(
-        weights, prompt, continuation, uniforms, config, temperature, top_k)
-    return decoder_outputs(c, w, prompt, continuation, uniforms, sampled, kernels(),
-                           decode=paged_logits)
-
-
-def model_encoder(weights, ids, token_type_ids, attention_mask, config):
-    c = encoder_config(config)
-    w = unflatten(c, float_array("weights", weights, ndim=1))
-    h = encoder_forward(c, w, ids, token_type_ids, attention_mask, kernels())
-    return {"hidden": h, "pooled": mean_pool(h, attention_mask)}
+    return _model.model_decoder("numba-cuda", weights, prompt, continuation, uniforms, config,
+                                temperature, top_k)
