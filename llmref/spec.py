@@ -493,13 +493,15 @@ def _bench(f, raw, inputs, params, tolerance, dtypes, shape_dims):
     peers = raw.get("peers") or {}
     f.need(isinstance(peers, dict) and all(isinstance(t, str) and _TARGET.match(t) for t in peers.values()),
            "bench.peers", "must map a library name to 'module:function'")
+    f.need(isinstance(raw.get("dims"), dict), "bench.dims", "must map the dims to benchmark sizes")
+    f.need(isinstance(raw.get("dtypes") or [], list), "bench.dtypes", "must be a list of dtypes")
     for d in raw.get("dtypes") or []:
         f.need(d in dtypes, "bench.dtypes", f"{d!r} is not in the spec's dtypes")
     tiny = raw.get("tiny") or {}
     f.need(isinstance(tiny, dict) and all(isinstance(v, int) for v in tiny.values()), "bench.tiny",
            "must map dims to small sizes")
     case = {k: raw[k] for k in ("dims", "inputs", "generator", "params") if k in raw}
-    for dims in (raw.get("dims") or {}, {**(raw.get("dims") or {}), **tiny}):
+    for dims in (raw["dims"], {**raw["dims"], **tiny}):
         _case(f, "bench", {"id": "bench", "tier": "full", **case, "dims": dims}, inputs, params,
               tolerance, shape_dims)
     return dict(raw)

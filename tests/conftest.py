@@ -29,6 +29,9 @@ def value(entry):
         return arrays[entry["array"]].copy()
     if "bytes" in entry:
         return base64.b64decode(entry["bytes"])
+    if "objects" in entry:
+        import numpy as np
+        return np.array(entry["objects"], dtype=entry["dtype"])
     return entry["json"]
 
 fn = resolve(request["target"])
@@ -51,6 +54,8 @@ def _encoded(target, calls) -> bytes:
     arrays = {}
 
     def encode(key, v):
+        if isinstance(v, np.ndarray) and v.dtype.kind in "OUSc":  # bad inputs safetensors cannot hold
+            return {"objects": v.tolist(), "dtype": v.dtype.str}
         if isinstance(v, np.ndarray):
             arrays[key] = v
             return {"array": key}
