@@ -133,8 +133,10 @@ def test_one_unbroken_piece_encodes_in_linear_time(cl100k_ranks, kind, backend):
     small = big[:len(big) // 4]
     assert len(bpe.split_pieces(big, "cl100k")) == 1
     encode(small[:1000])  # compile / warm up
-    repeats = (1, 1) if backend == "reference" else (5, 5)  # the same count: a min over more runs is lower
-    ratio = _best_time(encode, big, repeats[0]) / _best_time(encode, small, repeats[1])
+    repeats = 1 if backend == "reference" else 5  # the same count for both: a min over more runs is lower
+    # The best of three measured ratios: a busy machine's cache contention moves one ratio by
+    # tens of percent, while a quadratic loop gives 16x every time.
+    ratio = min(_best_time(encode, big, repeats) / _best_time(encode, small, repeats) for _ in range(3))
     assert ratio <= 6, f"{kind} on {backend}: 1 MB took {ratio:.1f}x the time of 256 kB"
 
 
