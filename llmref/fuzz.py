@@ -257,8 +257,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args) -> int:
     from llmref.ref._corpus import EXTRA, SAMPLES, sample_text
 
-    if args.examples < 0 or args.max_size < 1:
-        raise InputError("--examples: must be >= 0 and --max-size >= 1")
+    if args.examples < 0:
+        raise InputError(f"--examples: must be >= 0, got {args.examples}")
+    if args.max_size < 1:
+        raise InputError(f"--max-size: must be >= 1, got {args.max_size}")
     ours, theirs, surrogates = sides(args.against, args.vocab, args.backend, args.pattern)
     corpus = () if args.no_corpus else [sample_text(n) for n in [*SAMPLES, "corpus", "special", *EXTRA]]
     result = fuzz(ours, theirs, args.examples, args.seed, args.max_size, surrogates, corpus, args.blocks)
