@@ -1,8 +1,10 @@
-"""The embedding gather (reference: llmref.ref.embedding), shared by numba-cpu and numba-cuda
-(see llmref.accel.kernels).
+"""The embedding gather (reference: llmref.ref.embedding), numba-cuda's per-element loop (see
+llmref.accel.kernels).
 
-Output elements are visited as first, first + step, ... of the n*D elements: numba-cpu walks
-them all (0, 1), a numba-cuda thread the ones of its grid-stride (thread index, grid size).
+Output elements are visited as first, first + step, ... of the n*D elements: a numba-cuda
+thread visits the ones of its grid-stride (thread index, grid size). numba-cpu copies whole
+rows instead (llmref.accel.numba_cpu._rows): the k // D, k % D here cost a division per
+element.
 """
 
 

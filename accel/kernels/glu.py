@@ -1,10 +1,12 @@
 """GLU, SwiGLU and GeGLU of elements (reference: llmref.ref.glu), shared by numba-cpu and
 numba-cuda (see llmref.accel.kernels).
 
-Elements are visited as first, first + step, ... of the flat output: numba-cpu walks them
-all (0, 1), a numba-cuda thread the ones of its grid-stride (thread index, grid size). The
-activation of the gate is written out here rather than called (a shared function calls no
-other): silu as in llmref.accel.kernels.silu, the tanh GELU as in llmref.accel.kernels.gelu.
+Elements are visited as first, first + step, ... of the flat output: numba-cpu runs these
+loops at float64 only (below it, a * sigmoid(s) on a vectorised exp:
+llmref.accel.numba_cpu._activation), a numba-cuda thread the ones of its grid-stride (thread
+index, grid size). The activation of the gate is written out here rather than called (a
+shared function calls no other): silu as in llmref.accel.kernels.silu, the tanh GELU as in
+llmref.accel.kernels.gelu.
 """
 import math
 

@@ -1,8 +1,9 @@
-"""The paged KV scatter (reference: llmref.ref.kv_write), shared by numba-cpu and numba-cuda
-(see llmref.accel.kernels).
+"""The paged KV scatter (reference: llmref.ref.kv_write), numba-cuda's per-word loop (see
+llmref.accel.kernels).
 
-Words are visited as first, first + step, ... of the T*W words of the new rows: numba-cpu
-walks them all (0, 1), a numba-cuda thread the ones of its grid-stride.
+Words are visited as first, first + step, ... of the T*W words of the new rows: a numba-cuda
+thread visits the ones of its grid-stride. numba-cpu copies whole rows instead
+(llmref.accel.numba_cpu._rows): the e // W, e % W here cost a division per word.
 """
 
 

@@ -3,7 +3,8 @@ and numba-cuda (see llmref.accel.kernels).
 
 LayerNorm and RMSNorm normalise row r of x (rows, n); BatchNorm channel c of x (N, C, S),
 whose N * S values are visited in the flat order k = i * S + s. Each pass visits the values
-first, first + step, ...: numba-cpu a whole row or channel (0, 1); on numba-cuda a block owns
+first, first + step, ...: numba-cpu a whole row (0, 1; its BatchNorm walks each sample's
+contiguous run instead, llmref.accel.numba_cpu.norm); on numba-cuda a block owns
 the row or channel, each of its THREADS threads takes the values (thread index, THREADS), and
 the block sums the threads' partial sums in shared memory between the passes. Statistics take
 two passes (mean, then squared deviations), never E[x^2] - E[x]^2.

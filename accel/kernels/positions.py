@@ -1,8 +1,10 @@
-"""The learned position lookup (reference: llmref.ref.positions.learned_positions), shared by
-numba-cpu and numba-cuda (see llmref.accel.kernels).
+"""The learned position lookup (reference: llmref.ref.positions.learned_positions), numba-
+cuda's per-element loop (see llmref.accel.kernels).
 
-Elements are visited as first, first + step, ... of the N*D output elements: numba-cpu walks
-them all (0, 1), a numba-cuda thread the ones of its grid-stride (thread index, grid size).
+Elements are visited as first, first + step, ... of the N*D output elements: a numba-cuda
+thread visits the ones of its grid-stride (thread index, grid size). numba-cpu copies whole
+rows instead (llmref.accel.numba_cpu._rows): the k // D, k % D here cost a division per
+element.
 """
 
 

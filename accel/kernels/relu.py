@@ -1,8 +1,9 @@
 """ReLU of elements (reference: llmref.ref.relu), shared by numba-cpu and numba-cuda (see
 llmref.accel.kernels).
 
-Elements are visited as first, first + step, ... of the flat x: numba-cpu walks them all
-(0, 1), a numba-cuda thread the ones of its grid-stride (thread index, grid size).
+Elements are visited as first, first + step, ... of the flat x: numba-cpu walks contiguous
+chunks of them (0, 1 on each, chunks in parallel: llmref.accel.numba_cpu._activation), a
+numba-cuda thread the ones of its grid-stride (thread index, grid size).
 """
 
 

@@ -1,65 +1,106 @@
-"""The host side and the vectorised loops that the numba-cpu activation families (relu, gelu,
-silu, glu) share.
+"""The host side and the loops that the numba-cpu activation families (relu, gelu, silu, glu)
+share. Every loop runs over contiguous chunks of the flattened elements spread across threads
+(prange); inputs are widened to the compute dtype (float32 for float16/bfloat16) and the
+result is rounded once to the input dtype. Two kinds of loop:
 
-The tanh GELU and GeGLU are v * sigmoid(2u) (times up):
+* `elementwise` / `elementwise_gated`: a shared element loop of llmref.accel.kernels (relu,
+  the exact GELU, and every activation at float64) called on each chunk as its own
+  (first = 0, step = 1) walk, so LLVM sees a unit-stride loop it can vectorise.
+* `times_sigmoid`: the sigmoid-gated activations at float32, each of the form
 
-    gelu_tanh(v) = 0.5 v (1 + tanh(u)) = v * sigmoid(2u),   u = sqrt(2/pi) (v + 0.044715 v^3).
- sigmoid(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below,
-e = exp(-|a|) <= 1, so nothing overflows and 1 + tanh(u) never cancels for negative u (the
-tanh form loses every digit there). The exponentials come from llmref.accel.numba_cpu._exp,
-CHUNK elements at a time, TASK elements per thread task; each value is computed in float64
-and rounded once. Measured at float32 on one thread: 3.4x the scalar tanh loop, still 0.6x
-NumPy's reference (whose float32 exp and tanh run 8 AVX2 lanes to this loop's 4). SiLU stays
-the plain loop: on SiLU this form measured slower than the scalar float32 expf. The CUDA
-backend runs the plain loops of llmref.accel.kernels, where exp is a hardware instruction.
+      y = a * sigmoid(s) [* up],   sigmoid(s) = 1 / (1 + e) for s >= 0, e / (1 + e) below,
+                                   e = exp(-|s|) <= 1
+
+      silu:  a = s = x               swiglu: a = s = gate, times up
+      glu:   a, s = the two halves   gelu_tanh: a = x, s = 2u(x)    geglu: gelu_tanh(gate) * up
+      u(v) = sqrt(2/pi) (v + 0.044715 v^3),  so 0.5 v (1 + tanh(u)) = v sigmoid(2u)
+
+  e comes from the float32 vectorised exp (llmref.accel.numba_cpu._exp.exp_nonpositive32),
+  CHUNK elements at a time: nothing overflows, and 1 + tanh(u) never cancels for negative u.
+  A libm expf call per element (numba's math.exp) runs one lane where NumPy's float32 exp runs
+  eight, which made these loops 2-5x slower than the NumPy reference. 2u and s share their
+  sign, so the branch is taken on s. Error: exp <= 1.7 ulps, then 1 + e, the division and the
+  products one rounding each (within the specs' 4 ulps).
 """
 import numba
 import numpy as np
 
 from llmref.accel._host import widen
-from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive, scratch
+from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive32, scratch32
 from llmref.ref._activation import GELU_TANH_CUBIC, SQRT_2_OVER_PI
+
+TASK = 16 * CHUNK  # elements per parallel task
+TWICE_SQRT_2_OVER_PI = np.float32(2 * SQRT_2_OVER_PI)
+CUBIC = np.float32(GELU_TANH_CUBIC)
+
+
+@numba.njit(cache=True, parallel=True)
+def _chunks(elements, x, out):
+    """elements(x[lo:hi], 0, 1, out[lo:hi]) over contiguous TASK-element chunks, in parallel."""
+    n = x.shape[0]
+    for task in numba.prange((n + TASK - 1) // TASK):
+        lo, hi = task * TASK, min(n, (task + 1) * TASK)
+        elements(x[lo:hi], 0, 1, out[lo:hi])
+
+
+@numba.njit(cache=True, parallel=True)
+def _chunks_gated(elements, gate, up, out):
+    """elements(gate[lo:hi], up[lo:hi], 0, 1, out[lo:hi]) over TASK-element chunks, in parallel."""
+    n = gate.shape[0]
+    for task in numba.prange((n + TASK - 1) // TASK):
+        lo, hi = task * TASK, min(n, (task + 1) * TASK)
+        elements(gate[lo:hi], up[lo:hi], 0, 1, out[lo:hi])
 
 
 def elementwise(elements, x):
     """elements(flat, 0, 1, out), a compiled loop of llmref.accel.kernels, over checked x
-    flattened in its compute dtype (float32 for float16/bfloat16); out rounded once to x's
-    dtype, in x's shape."""
+    flattened in its compute dtype; out rounded once to x's dtype, in x's shape."""
     flat = widen(x).reshape(-1)  # (n,)
     out = np.empty_like(flat)
-    elements(flat, 0, 1, out)
+    _chunks(elements, flat, out)
     return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
-@numba.njit(inline="always")
-def _twice_u(v):
-    """2u = 2 sqrt(2/pi) (v + 0.044715 v^3)."""
-    return 2.0 * SQRT_2_OVER_PI * (v + GELU_TANH_CUBIC * v * v * v)
+def elementwise_gated(elements, gate, up):
+    """elements(gate, up, 0, 1, out) over checked gate and up of one shape, flattened."""
+    flat_gate, flat_up = widen(gate).reshape(-1), widen(up).reshape(-1)  # (n,) each
+    out = np.empty_like(flat_gate)
+    _chunks_gated(elements, flat_gate, flat_up, out)
+    return out.reshape(gate.shape).astype(gate.dtype, copy=False)
 
 
-TASK = 64 * CHUNK  # elements per parallel task, exponentials CHUNK at a time
-
-
-@numba.njit(cache=True, parallel=True)
-def _gelu_tanh(x, up, gated, out):
-    """out[i] = x[i] * sigmoid(2u(x[i])), times up[i] where gated."""
-    n = x.shape[0]
-    for task in numba.prange((n + TASK - 1) // TASK):
-        t, e, half, rest = scratch()
-        for first in range(task * TASK, min(n, (task + 1) * TASK), CHUNK):
+@numba.njit(cache=True, parallel=True, fastmath={"contract"})  # fused multiply-adds
+def _times_sigmoid(a, s, up, tanh_form, gated, out):
+    """out[r, j] = a[r, j] * sigmoid(z) (* up[r, j] where gated), z = 2u(s[r, j]) in tanh
+    form, else s[r, j]. float32 (R, N) arrays, unit stride along N."""
+    rows, n = out.shape
+    per_row = (n + TASK - 1) // TASK
+    one = np.float32(1)
+    for task in numba.prange(rows * per_row):
+        r, start = task // per_row, (task % per_row) * TASK
+        t, e, half, rest = scratch32()
+        for first in range(start, min(n, start + TASK), CHUNK):
             w = min(CHUNK, n - first)
             for i in range(w):
-                t[i] = -abs(_twice_u(np.float64(x[first + i])))
-            exp_nonpositive(t, e, half, rest, w)  # e = exp(-|2u|)
+                v = s[r, first + i]
+                z = TWICE_SQRT_2_OVER_PI * (v + CUBIC * v * v * v) if tanh_form else v
+                t[i] = -abs(z)
+            exp_nonpositive32(t, e, half, rest, w)  # e = exp(-|z|)
             for i in range(w):
-                v = np.float64(x[first + i])
-                y = v * ((1.0 if _twice_u(v) >= 0 else e[i]) / (1.0 + e[i]))
-                out[first + i] = y * up[first + i] if gated else y
+                y = a[r, first + i] * ((one if s[r, first + i] >= 0 else e[i]) / (one + e[i]))
+                out[r, first + i] = y * up[r, first + i] if gated else y
 
 
-def gelu_tanh(x, up=None):
-    """gelu_tanh(x) (times up), x (and up) checked; in x's shape and dtype."""
-    flat = widen(x).reshape(-1)  # (n,)
-    out = np.empty_like(flat)
-    _gelu_tanh(flat, flat if up is None else widen(up).reshape(-1), up is not None, out)
-    return out.reshape(x.shape).astype(x.dtype, copy=False)
+def times_sigmoid(a, s, up=None, tanh_form=False):
+    """a * sigmoid(s or 2u(s)) (* up) of float32 (R, N) arrays, unit stride along N: (R, N)."""
+    out = np.empty(a.shape, np.float32)
+    _times_sigmoid(a, s, out if up is None else up, tanh_form, up is not None, out)
+    return out
+
+
+def x_times_sigmoid(x, up=None, tanh_form=False):
+    """x * sigmoid(x or 2u(x)) (* up) over checked float32/float16/bfloat16 x (and up, of x's
+    shape), flattened and computed in float32; in x's shape and dtype."""
+    a = widen(x).reshape(1, -1)  # (1, n)
+    y = times_sigmoid(a, a, None if up is None else widen(up).reshape(1, -1), tanh_form)
+    return y.reshape(x.shape).astype(x.dtype, copy=False)

@@ -1,26 +1,32 @@
-"""The paged KV write on numba-cpu (reference: llmref.ref.kv_write): the shared scatter of
-llmref.accel.kernels.kv_write copies each new token's K and V rows, as raw 16-bit words, to
-row slot_mapping[t] of the pools viewed as (num_blocks * block_size, Hkv * D words) -- a
-bit-exact copy at every dtype. Checked by the reference's kv_write_args.
+"""The paged KV write on numba-cpu (reference: llmref.ref.kv_write): the pools are copied, and
+each new token's K and V rows are copied, as raw 16-bit words, to row slot_mapping[t] of the
+copies viewed as (num_blocks * block_size, Hkv * D words) -- a bit-exact copy at every dtype
+(llmref.accel.numba_cpu._rows, both in parallel). Checked by the reference's kv_write_args
+(distinct slots, -1 for a padding token).
 """
-import numba
+import math
+
 import numpy as np
 
-from llmref.accel.kernels import kv_write as kernels
+from llmref.accel.numba_cpu._rows import copy_rows, scatter_rows
 from llmref.ref.kv_write import kv_write_args
 
-_scatter_rows = numba.njit(cache=True)(kernels.scatter_rows)
+
+def _words(a, lead):
+    """Contiguous a as (rows, W) 16-bit words, a row per index of its first `lead` axes (a view)."""
+    rows, width = math.prod(a.shape[:lead]), math.prod(a.shape[lead:]) * a.itemsize // 2
+    return a.view(np.uint16).reshape(rows, width)
 
 
 def kv_write(key, value, slot_mapping, k_cache, v_cache):
     key, value, slot_mapping, k_cache, v_cache = kv_write_args(key, value, slot_mapping,
                                                                k_cache, v_cache)
-    if key.shape[0] == 0:  # no new token: the pools unchanged
-        return k_cache.copy(), v_cache.copy()
-    slots = k_cache.shape[0] * k_cache.shape[1]
-    k_out, v_out = k_cache.copy(), v_cache.copy()
-    for src, pool in ((key, k_out), (value, v_out)):
-        words = np.ascontiguousarray(src).view(np.uint16).reshape(src.shape[0], -1)  # (T, W)
-        _scatter_rows(words, slot_mapping.astype(np.int64), 0, 1,
-                      pool.view(np.uint16).reshape(slots, -1))  # (slots, W words), a view
-    return k_out, v_out
+    outputs = []
+    for src, cache in ((key, k_cache), (value, v_cache)):
+        cache = np.ascontiguousarray(cache)
+        pool = np.empty_like(cache)
+        copy_rows(_words(cache, 2), _words(pool, 2))  # (slots, W words) each
+        scatter_rows(_words(np.ascontiguousarray(src), 1), slot_mapping.astype(np.int64),
+                     _words(pool, 2))  # (T, W) into (slots, W)
+        outputs.append(pool)
+    return tuple(outputs)

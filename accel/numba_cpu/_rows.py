@@ -1,0 +1,33 @@
+"""Whole-row copies that the numba-cpu gathers and scatters share (embedding,
+learned_positions, kv_write), spread over threads (prange).
+
+They move bit patterns (unsigned integers of the element's width), so every copy is exact at
+every dtype and nothing is widened. numba-cuda runs the per-element loops of
+llmref.accel.kernels (one thread an element); on the CPU the k // D, k % D of that loop cost
+an integer division per element, 3-4x the copy itself, so here a row is one slice assignment
+that LLVM turns into a memory copy.
+"""
+import numba
+
+
+@numba.njit(cache=True, parallel=True)
+def gather_rows(table, rows, out):
+    """out[n, :] = table[rows[n], :] for rows (N,) checked to lie in [0, len(table))."""
+    for n in numba.prange(rows.shape[0]):
+        out[n, :] = table[rows[n], :]
+
+
+@numba.njit(cache=True, parallel=True)
+def scatter_rows(src, slots, pool):
+    """pool[slots[t], :] = src[t, :] for every slot >= 0 (-1: not written); the slots are
+    checked to be distinct, so no two threads write one row."""
+    for t in numba.prange(src.shape[0]):
+        if slots[t] >= 0:
+            pool[slots[t], :] = src[t, :]
+
+
+@numba.njit(cache=True, parallel=True)
+def copy_rows(src, out):
+    """out[r, :] = src[r, :] for every row, in parallel (a copy with every core's bandwidth)."""
+    for r in numba.prange(src.shape[0]):
+        out[r, :] = src[r, :]
