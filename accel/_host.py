@@ -4,6 +4,7 @@ Kernels see contiguous 2-D (rows, n) arrays in a compute dtype: float64 for floa
 float32 otherwise (float16 and bfloat16 inputs are widened exactly, accumulated in float32,
 and the result is rounded once back to the input dtype).
 """
+import functools
 import math
 
 import numpy as np
@@ -14,7 +15,13 @@ from llmref.dtypes import accumulation_dtype, is_float_dtype
 def compute_dtype(dtype) -> np.dtype:
     """float64 for float64 inputs, float32 for float32, float16 and bfloat16 (every spec's
     accumulation convention, llmref.dtypes.accumulation_dtype)."""
-    return np.dtype(accumulation_dtype(str(np.dtype(dtype))))
+    return _compute_dtype(np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    """compute_dtype, remembered per dtype: a model's per-token path asks thousands of times."""
+    return np.dtype(accumulation_dtype(str(dtype)))
 
 
 def rows_along(x: np.ndarray, axis: int):
