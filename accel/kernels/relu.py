@@ -2,8 +2,8 @@
 llmref.accel.kernels).
 
 Elements are visited as first, first + step, ... of the flat x: numba-cpu walks contiguous
-chunks of them (0, 1 on each, chunks in parallel: llmref.accel.numba_cpu._activation), a
-numba-cuda thread the ones of its grid-stride (thread index, grid size).
+chunks of them (0, 1 on each, chunks in parallel: llmref.accel.numba_cpu.relu), a numba-cuda
+thread the ones of its grid-stride (thread index, grid size).
 """
 
 

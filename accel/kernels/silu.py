@@ -1,10 +1,9 @@
 """SiLU of elements (reference: llmref.ref.silu), shared by numba-cpu and numba-cuda (see
 llmref.accel.kernels).
 
-Elements are visited as first, first + step, ... of the flat x: numba-cpu walks contiguous
-chunks of them (0, 1 on each, chunks in parallel: llmref.accel.numba_cpu._activation), a
-numba-cuda thread the ones of its grid-stride (thread index, grid size). numba-cpu runs this
-loop at float64 only; below it, x * sigmoid(x) on a vectorised exp.
+Elements are visited as first, first + step, ... of the flat x: numba-cpu walks them all (0,
+1), a numba-cuda thread the ones of its grid-stride (thread index, grid size). numba-cpu
+runs this loop at float64 only; below it, x * sigmoid(x) on a vectorised exp.
 """
 import math
 

@@ -1,12 +1,11 @@
 """The host side and the loops that the numba-cpu activation families (relu, gelu, silu, glu)
-share. Every loop runs over contiguous chunks of the flattened elements spread across threads
-(prange); inputs are widened to the compute dtype (float32 for float16/bfloat16) and the
-result is rounded once to the input dtype. Two kinds of loop:
+share. Inputs are widened to the compute dtype (float32 for float16/bfloat16) and the result
+is rounded once to the input dtype. Two kinds of loop:
 
-* `elementwise` / `elementwise_gated`: a shared element loop of llmref.accel.kernels (relu,
-  the exact GELU, and every activation at float64) called on each chunk as its own
-  (first = 0, step = 1) walk, so LLVM sees a unit-stride loop it can vectorise.
-* `times_sigmoid`: the sigmoid-gated activations at float32, each of the form
+* `elementwise` / `elementwise_gated`: a shared element loop of llmref.accel.kernels (the
+  exact GELU, and the sigmoid-gated activations at float64) over every element, serially.
+* `times_sigmoid`: the sigmoid-gated activations at float32, over contiguous chunks spread
+  across threads (prange), each of the form
 
       y = a * sigmoid(s) [* up],   sigmoid(s) = 1 / (1 + e) for s >= 0, e / (1 + e) below,
                                    e = exp(-|s|) <= 1
@@ -34,30 +33,12 @@ TWICE_SQRT_2_OVER_PI = np.float32(2 * SQRT_2_OVER_PI)
 CUBIC = np.float32(GELU_TANH_CUBIC)
 
 
-@numba.njit(cache=True, parallel=True)
-def _chunks(elements, x, out):
-    """elements(x[lo:hi], 0, 1, out[lo:hi]) over contiguous TASK-element chunks, in parallel."""
-    n = x.shape[0]
-    for task in numba.prange((n + TASK - 1) // TASK):
-        lo, hi = task * TASK, min(n, (task + 1) * TASK)
-        elements(x[lo:hi], 0, 1, out[lo:hi])
-
-
-@numba.njit(cache=True, parallel=True)
-def _chunks_gated(elements, gate, up, out):
-    """elements(gate[lo:hi], up[lo:hi], 0, 1, out[lo:hi]) over TASK-element chunks, in parallel."""
-    n = gate.shape[0]
-    for task in numba.prange((n + TASK - 1) // TASK):
-        lo, hi = task * TASK, min(n, (task + 1) * TASK)
-        elements(gate[lo:hi], up[lo:hi], 0, 1, out[lo:hi])
-
-
 def elementwise(elements, x):
     """elements(flat, 0, 1, out), a compiled loop of llmref.accel.kernels, over checked x
     flattened in its compute dtype; out rounded once to x's dtype, in x's shape."""
     flat = widen(x).reshape(-1)  # (n,)
     out = np.empty_like(flat)
-    _chunks(elements, flat, out)
+    elements(flat, 0, 1, out)
     return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
@@ -65,7 +46,7 @@ def elementwise_gated(elements, gate, up):
     """elements(gate, up, 0, 1, out) over checked gate and up of one shape, flattened."""
     flat_gate, flat_up = widen(gate).reshape(-1), widen(up).reshape(-1)  # (n,) each
     out = np.empty_like(flat_gate)
-    _chunks_gated(elements, flat_gate, flat_up, out)
+    elements(flat_gate, flat_up, 0, 1, out)
     return out.reshape(gate.shape).astype(gate.dtype, copy=False)
 
 
