@@ -3,6 +3,7 @@
 A spec's `accel:` section maps a backend name to 'module:function'; nothing else registers
 anything, so adding a kernel means adding one line to its spec.
 """
+import ctypes.util
 import os
 from functools import lru_cache
 
@@ -19,6 +20,8 @@ def availability(backend: str) -> tuple:
             return False, f"numba not installed ({exc})"
         return True, f"numba {numba.__version__}"
     if backend == "numba-cuda":
+        if not simulated() and not _cuda_driver_present():
+            return False, "no CUDA driver (set NUMBA_ENABLE_CUDASIM=1 for the simulator)"
         try:
             from numba import cuda
         except ImportError as exc:
@@ -43,6 +46,15 @@ def availability(backend: str) -> tuple:
         name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
         return True, name.decode() if isinstance(name, bytes) else str(name)
     raise KeyError(f"unknown backend {backend!r} (known: {BACKENDS})")
+
+
+def _cuda_driver_present() -> bool:
+    """Whether a CUDA driver may be here: a device node (Linux, WSL), libcuda on the loader's
+    path, or NUMBA_CUDA_DRIVER naming one. Asked before importing numba.cuda, which takes 1-2 s
+    of every check on a machine without a GPU only to find none."""
+    if os.environ.get("NUMBA_CUDA_DRIVER") or any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/dxg")):
+        return True
+    return ctypes.util.find_library("cuda") is not None or ctypes.util.find_library("nvcuda") is not None
 
 
 def simulated() -> bool:

@@ -56,7 +56,7 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
     """One Cell per (component, backend, dtype), in that order; the cells that run are audits
     of llmref's own kernels, in this process or spread over `jobs` processes."""
     cells, tasks = [], []
-    for spec in (s for s in all_specs() if components is None or s.id in components):
+    for spec in all_specs(components):
         for backend in backends or BACKENDS:
             if backend not in spec.accel:
                 cells.append(Cell(spec.id, backend, "*", "absent", "no implementation"))
@@ -108,7 +108,7 @@ def check_invariants(components=None, backends=None) -> list:
     from llmref.invariants import run_invariants
 
     found = []
-    for spec in (s for s in all_specs() if s.invariants and (components is None or s.id in components)):
+    for spec in (s for s in all_specs(components) if s.invariants):
         for backend in backends or BACKENDS:
             if backend not in spec.accel or not availability(backend)[0]:
                 continue
