@@ -1,8 +1,9 @@
-"""The LM-head logits (reference: llmref.ref.lm_head), shared by numba-cpu and numba-cuda
-(see llmref.accel.kernels).
+"""The LM-head logits (reference: llmref.ref.lm_head), numba-cuda's loop (see
+llmref.accel.kernels).
 
-Logits are visited as first, first + step, ... of the T*V logits: numba-cpu walks them all
-(0, 1), a numba-cuda thread the ones of its grid-stride (thread index, grid size).
+Logits are visited as first, first + step, ... of the T*V logits: a numba-cuda thread the
+ones of its grid-stride (thread index, grid size). numba-cpu runs its own loop
+(llmref.accel.numba_cpu.lm_head): one logit at a time reads W T times, 5x slower than BLAS.
 """
 
 
