@@ -2,9 +2,12 @@
 numba-cuda (see llmref.accel.kernels).
 
 Rows (token rows of kd_loss, map rows of kd_attention) and elements (of kd_feature's
-products) are visited as first, first + step, ...: numba-cpu walks them all (0, 1), a
-numba-cuda thread the ones of its grid-stride (thread index, grid size). The host gathers the
-valid token rows and takes the means (llmref.ref.kd.valid_rows, token_mean).
+products) are visited as first, first + step, ...: a numba-cuda thread the ones of its
+grid-stride (thread index, grid size), whose host gathers the valid token rows and takes the
+means (llmref.ref.kd.valid_rows, token_mean). numba-cpu walks all of kd_attention's rows
+(0, 1) and runs kd_rows on one row at a time (r, rows) for the generalized JSD only; its other
+losses have their own vectorised row passes and kd_feature is BLAS
+(llmref.accel.numba_cpu.kd).
 """
 import math
 
