@@ -134,10 +134,12 @@ def _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling
 
 
 def _shaped(name, value, shape, dtype):
-    """A float array of exactly `shape`, in `dtype`."""
-    arr = float_array(name, value, ndim=len(shape)).astype(dtype)
-    if arr.shape != shape:
-        raise InputError(f"{name}: shape {arr.shape}, expected {shape}")
+    """A float array of `shape` (None: any length on that axis), in `dtype` (not copied when
+    it is already: the expert weights are most of the memory the layer reads)."""
+    arr = float_array(name, value, ndim=len(shape)).astype(dtype, copy=False)
+    if any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+        expected = "(" + ", ".join("*" if want is None else str(want) for want in shape) + ")"
+        raise InputError(f"{name}: shape {arr.shape}, expected {expected}")
     return arr
 
 
@@ -168,21 +170,18 @@ def moe_layer_args(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate,
     outputs); every backend checks through this."""
     h = float_array("hidden", hidden, ndim=2)
     dtype, dim = h.dtype, h.shape[1]
-    gate_weight = float_array("gate_weight", gate_weight, ndim=2).astype(dtype)
+    gate_weight = _shaped("gate_weight", gate_weight, (None, dim), dtype)
     n_experts = gate_weight.shape[0]
-    gate_weight = _shaped("gate_weight", gate_weight, (n_experts, dim), dtype)
     bias = _shaped("bias", bias, (n_experts,), dtype)
-    w_gate = float_array("w_gate", w_gate, ndim=3).astype(dtype)
+    w_gate = _shaped("w_gate", w_gate, (n_experts, None, dim), dtype)
     ffn = w_gate.shape[1]
-    w_gate = _shaped("w_gate", w_gate, (n_experts, ffn, dim), dtype)
     w_up = _shaped("w_up", w_up, (n_experts, ffn, dim), dtype)
     w_down = _shaped("w_down", w_down, (n_experts, dim, ffn), dtype)
     shared = None
     if flag("use_shared", use_shared):
-        shared_gate = float_array("shared_gate", shared_gate, ndim=2).astype(dtype)
+        shared_gate = _shaped("shared_gate", shared_gate, (None, dim), dtype)
         width = shared_gate.shape[0]
-        shared = (_shaped("shared_gate", shared_gate, (width, dim), dtype),
-                  _shaped("shared_up", shared_up, (width, dim), dtype),
+        shared = (shared_gate, _shaped("shared_up", shared_up, (width, dim), dtype),
                   _shaped("shared_down", shared_down, (dim, width), dtype))
     _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling_factor,
                    capacity_factor)
