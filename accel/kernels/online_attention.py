@@ -1,7 +1,9 @@
 """Online (flash-style) attention of query rows (reference: llmref.ref.online_attention),
-shared by numba-cpu and numba-cuda (see llmref.accel.kernels). It is also their sdpa (key
-blocks of one key: the streaming softmax, one pass per row) and the attention of their
-kv_cache_decode.
+shared by numba-cpu and numba-cuda (see llmref.accel.kernels). It is numba-cuda's online
+attention and sdpa (key blocks of one key: the streaming softmax, one pass per row) and the
+attention of both backends' kv_cache_decode; numba-cpu's sdpa, online attention and MLA run
+the same recurrence with the dot products as matrix products
+(llmref.accel.numba_cpu._attention).
 
 Rows are visited as first, first + step, ... of the B*Hq*Lq query rows: numba-cpu walks them
 all (0, 1), a numba-cuda thread the ones of its grid-stride (thread index, grid size).
