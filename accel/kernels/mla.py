@@ -1,8 +1,9 @@
 """The attention core of weight-absorbed MLA over the latent cache (reference:
-llmref.ref.mla), shared by numba-cpu and numba-cuda (see llmref.accel.kernels).
+llmref.ref.mla), numba-cuda's loop (see llmref.accel.kernels; numba-cpu computes a whole
+prefill in the naive form, cheaper there: llmref.accel.numba_cpu.mla).
 
-Rows are visited as first, first + step, ... of the B*H*L (sequence, head, token) rows:
-numba-cpu walks them all (0, 1), a numba-cuda thread the ones of its grid-stride.
+Rows are visited as first, first + step, ... of the B*H*L (sequence, head, token) rows: a
+numba-cuda thread the ones of its grid-stride.
 """
 import math
 
