@@ -1,23 +1,18 @@
-"""The W4A16 matmul as numba.njit loops, parallel over output columns (reference:
+"""The W4A16 matmul as a numba.njit loop, parallel over output columns (reference:
 llmref.ref.w4a16_matmul). The argument checks are the reference's (w4a16_matmul_args).
 
-Why these loops are not llmref.accel.kernels.w4a16_matmul's (which numba-cuda runs): a CUDA
+Why this loop is not llmref.accel.kernels.w4a16_matmul's (which numba-cuda runs): a CUDA
 thread looks each nibble up in a 16-entry table of its group's weights, while on a CPU a
-table lookup per nibble is a gather that stops LLVM from vectorising. x arrives split into
-its even and odd columns so both streams are contiguous beside the packed bytes, and codes
-are converted to floats from int32 (int64 to float has no AVX2 instruction, which would keep
-the loop scalar). Two loops, by the number of rows of x:
+table lookup per nibble is a gather that stops LLVM from vectorising. Here each column n
+first dequantises its whole packed row into two buffers in the compute dtype,
 
-* M = 1 (a decode GEMV): each weight byte is read once and used once, so nothing is worth
-  storing: per group, y[n] += s * sum_j ((q[n, 2j] - z) x[2j] + (q[n, 2j + 1] - z) x[2j + 1]),
-  the integer (q - z) converted exactly and the scale applied once per group (measured
-  1.4x the loop below at M = 1, one thread).
-* M > 1: each column n first dequantises its whole packed row into two buffers in the
-  compute dtype, lo[j] = (q[n, 2j] - z) * s, hi[j] = (q[n, 2j + 1] - z) * s (each weight the
-  exact (q - z) rounded once by the product with s, as the reference's), then every row m
-  takes one long dot product with them, so the unpacking is paid once for all M rows.
+    lo[j] = (q[n, 2j] - z) * s,   hi[j] = (q[n, 2j + 1] - z) * s   (s, z of j's group),
 
-Sums are in the compute dtype in whatever order vectorises.
+each weight the exact (q - z) rounded once by the product with s, as the reference's; then
+every row m of x takes one long dot product with them, y[m, n] = sum_j x[m, 2j] lo[j] +
+x[m, 2j + 1] hi[j], summed in the compute dtype in whatever order vectorises. x arrives
+split into its even and odd columns so both streams are contiguous. Codes are converted to
+floats from int32 (int64 to float has no AVX2 instruction, which would keep the loop scalar).
 """
 import numba
 import numpy as np
@@ -60,30 +55,11 @@ def _w4a16(x_even, x_odd, w_packed, scales, zeros, group_size, y):
             y[m, n] = _dot_even_odd(x_even[m], x_odd[m], lo, hi)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FAST)
-def _w4a16_gemv(x_even, x_odd, w_packed, scales, zeros, group_size, y):
-    """y[0, n] = sum_g s[n, g] sum_j ((lo - z) x_even[0, j] + (hi - z) x_odd[0, j]) over the
-    bytes j of group g, lo and hi the nibbles of w_packed[n, j]."""
-    half = group_size // 2  # bytes per group
-    for n in numba.prange(w_packed.shape[0]):
-        acc = y.dtype.type(0.0)
-        for g in range(scales.shape[1]):
-            z = np.int32(zeros[n, g])
-            part = y.dtype.type(0.0)
-            for j in range(g * half, (g + 1) * half):
-                byte = np.int32(w_packed[n, j])
-                part += (y.dtype.type((byte & 15) - z) * x_even[0, j]
-                         + y.dtype.type((byte >> 4) - z) * x_odd[0, j])
-            acc += scales[n, g] * part
-        y[0, n] = acc
-
-
 def w4a16_matmul(x, w_packed, scales, zeros, group_size=128):
     x, w_packed, scales, zeros, group_size = w4a16_matmul_args(x, w_packed, scales, zeros, group_size)
     wx = widen(x)  # (M, K)
     y = np.empty((x.shape[0], w_packed.shape[0]), compute_dtype(x.dtype))
-    kernel = _w4a16_gemv if x.shape[0] == 1 else _w4a16
-    kernel(np.ascontiguousarray(wx[:, 0::2]), np.ascontiguousarray(wx[:, 1::2]),  # (M, K/2) each
+    _w4a16(np.ascontiguousarray(wx[:, 0::2]), np.ascontiguousarray(wx[:, 1::2]),  # (M, K/2) each
            np.ascontiguousarray(w_packed), widen(scales.astype(x.dtype)), np.ascontiguousarray(zeros),
            group_size, y)
     return y.astype(x.dtype)
