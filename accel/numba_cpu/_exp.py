@@ -65,6 +65,16 @@ def exp_nonpositive(t, e, half, rest, n):
         e[i] = e[i] * half_scale[i] * rest_scale[i]
 
 
+@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
+def block_sum(e, n):
+    """sum_i e[i] for i < n, in float64, in whatever order vectorises (the sum of a block of
+    exponentials)."""
+    s = 0.0
+    for i in range(n):
+        s += e[i]
+    return s
+
+
 @numba.njit(inline="always")
 def scratch():
     """The four blocks exp_nonpositive works in: (t, e, half, rest)."""

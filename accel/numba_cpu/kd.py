@@ -30,7 +30,7 @@ import numpy as np
 
 from llmref.accel._host import widen
 from llmref.accel.kernels import kd as kernels
-from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive
+from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive
 from llmref.ref.kd import KINDS, kd_attention_args, kd_feature_args, kd_loss_args, valid_tokens
 
 _kd_rows = numba.njit(cache=True)(kernels.kd_rows)
@@ -48,15 +48,6 @@ def _row_maxes(zs, zt, r):
         ms = a if a > ms else ms
         mt = b if b > mt else mt
     return ms, mt
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
-def _block_sum(e, n):
-    """sum_i e[i] for i < n, in float64, in whatever order vectorises."""
-    s = 0.0
-    for i in range(n):
-        s += e[i]
-    return s
 
 
 @numba.njit(cache=True, fastmath={"contract"})  # fused multiply-adds in exp's polynomial
@@ -78,12 +69,12 @@ def _exp_terms(zs, zt, r, inv_t, ms, mt, m1, hinton, ea, eb, ec):
             tb[i] = np.float64(zt[r, j0 + i]) * inv_t - mt
             tc[i] = x - m1
         exp_nonpositive(ta, ea[j0:j0 + w], half, rest, w)
-        ss += _block_sum(ea[j0:j0 + w], w)
+        ss += block_sum(ea[j0:j0 + w], w)
         exp_nonpositive(tb, eb[j0:j0 + w], half, rest, w)
-        st += _block_sum(eb[j0:j0 + w], w)
+        st += block_sum(eb[j0:j0 + w], w)
         if hinton:
             exp_nonpositive(tc, ec[j0:j0 + w], half, rest, w)
-            s1 += _block_sum(ec[j0:j0 + w], w)
+            s1 += block_sum(ec[j0:j0 + w], w)
     return ss, st, s1
 
 

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import rows_along
-from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive, scratch
+from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive, scratch
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
 
@@ -30,15 +30,6 @@ def _row_max(x, r):
         v = x[r, j]
         m = v if v > m else m
     return m
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
-def _block_sum(e, n):
-    """sum_i e[i] for i < n, in float64, in whatever order vectorises."""
-    s = 0.0
-    for i in range(n):
-        s += e[i]
-    return s
 
 
 @numba.njit(cache=True, fastmath={"contract"})  # fused multiply-adds in exp's polynomial
@@ -53,7 +44,7 @@ def _exp_sum_row(x, r, m, log, out):
             if log:
                 out[r, j0 + i] = t[i]
         exp_nonpositive(t, e, half, rest, w)
-        s += _block_sum(e, w)
+        s += block_sum(e, w)
         if not log:
             for i in range(w):
                 out[r, j0 + i] = e[i]
