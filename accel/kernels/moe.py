@@ -2,9 +2,8 @@
 shared by numba-cpu and numba-cuda (see llmref.accel.kernels).
 
 Tokens (route_tokens), experts (capacity_and_balance) and output elements (combine_rows) are
-visited as first, first + step, ...: numba-cpu walks them all (0, 1) (its layer combines
-per token in parallel instead, llmref.accel.numba_cpu.moe), a numba-cuda thread the ones of
-its grid-stride (thread index, grid size). Ranking rule everywhere: larger score
+visited as first, first + step, ...: numba-cpu walks them all (0, 1), a numba-cuda thread
+the ones of its grid-stride (thread index, grid size). Ranking rule everywhere: larger score
 first, equal scores by lower index first.
 """
 import math
