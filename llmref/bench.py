@@ -37,6 +37,10 @@ from llmref.spec import Case, all_specs, resolve
 
 SCHEMA = "llmref-bench/1"
 COPY_BYTES = 256 * 1024 * 1024
+# OpenBLAS's and torch's worker threads spin on a core for a while after each call; a
+# parallel kernel timed right after them lost a core to them (an 8 ms stall per call, the
+# scheduler's slice, was measured on two cores).
+SETTLE_SECONDS = 0.25
 
 
 _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -82,6 +86,7 @@ def bench_inputs(spec, inputs: dict, dtype: str) -> dict:
 
 
 def time_call(fn, warmup=2, repeats=5, min_seconds=0.3) -> dict:
+    time.sleep(SETTLE_SECONDS)  # the previous row's thread pools stop spinning first
     for _ in range(warmup):
         t0 = time.perf_counter()
         fn()
