@@ -1,7 +1,8 @@
-"""LayerNorm, RMSNorm and BatchNorm on numba-cpu (reference: llmref.ref.norm): each row in
-turn runs the shared passes of llmref.accel.kernels.norm over all of its values; BatchNorm's
-channels are spread over threads (prange), each taking the same two passes (mean, then
-squared deviations) and the normalisation
+"""LayerNorm, RMSNorm and BatchNorm on numba-cpu (reference: llmref.ref.norm): the rows are
+spread over threads (prange), each running the shared passes of llmref.accel.kernels.norm
+over all of its values (the sums in any order, so they vectorise); BatchNorm's channels are
+spread over threads, each taking the same two passes (mean, then squared deviations) and the
+normalisation
 
     mean_c = sum x[:, c, :] / (N S),   var_c = sum (x[:, c, :] - mean_c)^2 / (N S)
     y[i, c, :] = (x[i, c, :] - mean_c) * weight_c / sqrt(var_c + eps) + bias_c
@@ -21,25 +22,26 @@ from llmref.accel._host import compute_dtype, widen
 from llmref.accel.kernels import norm as kernels
 from llmref.ref.norm import batchnorm_args, layernorm_args, rmsnorm_args, running_statistics
 
-_row_sum = numba.njit(cache=True)(kernels.row_sum)
-_row_squared_deviations = numba.njit(cache=True)(kernels.row_squared_deviations)
-_row_squares = numba.njit(cache=True)(kernels.row_squares)
+SUMS = {"reassoc", "nsz"}  # the row sums in any order, so that LLVM vectorises them
+_row_sum = numba.njit(cache=True, fastmath=SUMS)(kernels.row_sum)
+_row_squared_deviations = numba.njit(cache=True, fastmath=SUMS)(kernels.row_squared_deviations)
+_row_squares = numba.njit(cache=True, fastmath=SUMS)(kernels.row_squares)
 _layernorm_row = numba.njit(cache=True)(kernels.layernorm_row)
 _rmsnorm_row = numba.njit(cache=True)(kernels.rmsnorm_row)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _layernorm_rows(x, weight, bias, eps, out):
     n = x.shape[1]
-    for r in range(x.shape[0]):
+    for r in numba.prange(x.shape[0]):
         mean = _row_sum(x, r, 0, 1) / n
         inv_std = 1.0 / math.sqrt(_row_squared_deviations(x, r, mean, 0, 1) / n + eps)
         _layernorm_row(x, r, mean, inv_std, weight, bias, 0, 1, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _rmsnorm_rows(x, weight, eps, weight_offset, out):
-    for r in range(x.shape[0]):
+    for r in numba.prange(x.shape[0]):
         inv_rms = 1.0 / math.sqrt(_row_squares(x, r, 0, 1) / x.shape[1] + eps)
         _rmsnorm_row(x, r, inv_rms, weight, weight_offset, 0, 1, out)
 
