@@ -122,3 +122,13 @@ def test_torch_is_causal_is_top_left_which_this_spec_rejects():
         torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), is_causal=True).numpy()
     bottom_right = sdpa(q, k, v, np.ones((1, 8), bool), causal=True)
     assert np.abs(top_left - bottom_right).max() > 1e-2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numba_cpu_tiled_path_matches_the_goldens(monkeypatch, dtype):
+    """numba-cpu runs problems of at most SMALL scores through the row kernel, so the goldens
+    (all small) would not reach its tiled path; with SMALL = 0 every case takes it."""
+    monkeypatch.setattr(numba_cpu_sdpa, "SMALL", 0)
+    spec = llmref.load_spec("sdpa")
+    report = llmref.audit(spec, numba_cpu_sdpa.sdpa, dtype=dtype, label="numba-cpu tiled")
+    assert report.passed, [(r.case, r.detail) for r in report.failures()]
