@@ -127,7 +127,7 @@ def kd_loss_args(student_logits, teacher_logits, labels, mask, kind, temperature
     z_t = float_array("teacher_logits", teacher_logits, min_ndim=2)
     if z_t.shape != z_s.shape:
         raise InputError(f"teacher_logits: shape {z_t.shape} differs from student_logits {z_s.shape}")
-    z_t = z_t.astype(z_s.dtype)
+    z_t = z_t.astype(z_s.dtype, copy=False)
     lead, vocab = z_s.shape[:-1], z_s.shape[-1]
     if vocab == 0:
         raise InputError("student_logits: has no classes (V = 0); a distribution needs one")
@@ -188,8 +188,8 @@ def kd_feature_args(student_features, teacher_features, projection):
     h_s = float_array("student_features", student_features, ndim=2)
     if h_s.shape[0] == 0:
         raise InputError("student_features: has no rows (N = 0); the loss is a mean over rows")
-    h_t = float_array("teacher_features", teacher_features, ndim=2).astype(h_s.dtype)
-    w = float_array("projection", projection, ndim=2).astype(h_s.dtype)
+    h_t = float_array("teacher_features", teacher_features, ndim=2).astype(h_s.dtype, copy=False)
+    w = float_array("projection", projection, ndim=2).astype(h_s.dtype, copy=False)
     same_size("teacher_features", h_t.shape[0], h_s.shape[0], "the number of student rows")
     same_size("projection", w.shape[0], h_t.shape[1], "the teacher feature width")
     same_size("projection", w.shape[1], h_s.shape[1], "the student feature width")
@@ -218,7 +218,7 @@ def kd_attention_args(student_attention, teacher_attention, kind):
     if a_s.size == 0:
         raise InputError(f"student_attention: is empty (shape {a_s.shape}); the loss is a mean "
                          "over map rows")
-    a_t = float_array("teacher_attention", teacher_attention, ndim=4).astype(a_s.dtype)
+    a_t = float_array("teacher_attention", teacher_attention, ndim=4).astype(a_s.dtype, copy=False)
     if a_t.shape != a_s.shape:
         raise InputError(f"teacher_attention: shape {a_t.shape} differs from student_attention {a_s.shape}")
     if (a_s < 0).any():

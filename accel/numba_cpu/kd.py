@@ -21,7 +21,8 @@ so each element takes three exponentials (two without the hard term), none recom
 
 The generalized JSD at 0 < beta < 1 runs the shared row loop (llmref.accel.kernels.kd.kd_rows,
 numba-cuda's too) on each of its rows, in the same prange. kd_feature's three matrix products
-are NumPy's BLAS at the compute dtype; kd_attention runs the shared row loop.
+are NumPy's BLAS at the compute dtype; kd_attention runs the shared row loop, its rows dealt
+to parallel tasks.
 """
 import math
 
@@ -35,6 +36,7 @@ from llmref.ref.kd import KINDS, kd_attention_args, kd_feature_args, kd_loss_arg
 
 _kd_rows = numba.njit(cache=True)(kernels.kd_rows)
 _attention_rows = numba.njit(cache=True)(kernels.attention_rows)
+ATTENTION_TASKS = 64  # parallel tasks over kd_attention's map rows
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "nsz"})
@@ -203,10 +205,19 @@ def kd_feature(student_features, teacher_features, projection):
             "grad_projection": grad_projection.astype(dtype, copy=False)}
 
 
+@numba.njit(cache=True, parallel=True)
+def _attention_rows_parallel(a_s, a_t, kl, row_loss, grad):
+    """The shared map-row loop with the rows dealt round-robin to ATTENTION_TASKS parallel tasks (task t
+    takes rows t, t + TASKS, ...: each row is contiguous, so no two tasks share a cache line
+    of a row they write)."""
+    for task in numba.prange(ATTENTION_TASKS):
+        _attention_rows(a_s, a_t, kl, task, ATTENTION_TASKS, row_loss, grad)
+
+
 def kd_attention(student_attention, teacher_attention, kind="mse"):
     a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind)
     s2 = widen(a_s.reshape(-1, a_s.shape[-1]))  # (B*H*L, K)
     row_loss, grad = np.empty(s2.shape[0], dtype=s2.dtype), np.empty_like(s2)
-    _attention_rows(s2, widen(a_t.reshape(s2.shape)), kind == "kl", 0, 1, row_loss, grad)
+    _attention_rows_parallel(s2, widen(a_t.reshape(s2.shape)), kind == "kl", row_loss, grad)
     loss = row_loss.sum() / (s2.shape[0] if kind == "kl" else s2.size)
-    return {"loss": np.full(1, loss, dtype=a_s.dtype), "grad": grad.reshape(a_s.shape).astype(a_s.dtype)}
+    return {"loss": np.full(1, loss, dtype=a_s.dtype), "grad": grad.reshape(a_s.shape).astype(a_s.dtype, copy=False)}
