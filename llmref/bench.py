@@ -39,7 +39,7 @@ SCHEMA = "llmref-bench/1"
 COPY_BYTES = 256 * 1024 * 1024
 # OpenBLAS's and torch's worker threads spin on a core for a while after each call; a
 # parallel kernel timed right after them lost a core to them (an 8 ms stall per call, the
-# scheduler's slice, was measured on two cores).
+# scheduler's slice, was measured on two cores). Not in a --tiny run, whose times mean nothing.
 SETTLE_SECONDS = 0.25
 
 
@@ -85,8 +85,8 @@ def bench_inputs(spec, inputs: dict, dtype: str) -> dict:
             for t in spec.inputs}
 
 
-def time_call(fn, warmup=2, repeats=5, min_seconds=0.3) -> dict:
-    time.sleep(SETTLE_SECONDS)  # the previous row's thread pools stop spinning first
+def time_call(fn, warmup=2, repeats=5, min_seconds=0.3, settle=0.0) -> dict:
+    time.sleep(settle)  # the previous row's thread pools stop spinning first
     for _ in range(warmup):
         t0 = time.perf_counter()
         fn()
@@ -146,6 +146,7 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
     """The benchmark document: machine, copy bandwidth, and one row per
     (component, implementation, dtype)."""
     specs = [s for s in all_specs(components) if s.bench]
+    timing.setdefault("settle", 0.0 if tiny else SETTLE_SECONDS)  # a smoke run times nothing
     bandwidth = copy_bandwidth(16 * 1024 * 1024 if tiny else COPY_BYTES)
     rows = []
     for spec in specs:
