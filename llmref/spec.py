@@ -1,7 +1,7 @@
 """Load and validate component specs (`specs/<component>.yaml`).
 
-A spec is plain data read by the safe loader (`yaml.safe_load`'s, on libyaml's C parser when
-present) and checked field by field against the schema below (types, ranges, and every name it refers to: dims, params, cases, and the
+A spec is plain data read with `yaml.safe_load` and checked field by field against the
+schema below (types, ranges, and every name it refers to: dims, params, cases, and the
 reference, tie and bound functions, imported at load). A bad spec fails with
 `SpecError("FILE: FIELD: REASON")` when it is loaded, never later with a traceback.
 Accelerated targets are not imported at load (that would compile kernels); their form is
@@ -114,9 +114,6 @@ def component_ids() -> list:
 
 
 _CACHE = {}
-# yaml.safe_load's loader, on libyaml's C parser where PyYAML was built with it (4x faster:
-# the 55 specs took 1.7 s through the pure-Python parser); the same safe constructors.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_spec(component: str) -> Spec:
@@ -139,7 +136,7 @@ def all_specs(components=None) -> list:
 def parse_spec_file(path) -> Spec:
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path.name}: cannot be read ({exc})") from None
     except yaml.YAMLError as exc:
