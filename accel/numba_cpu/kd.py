@@ -98,8 +98,9 @@ def _grad_row(zs, zt, r, label, kind, inv_t, lse_s, lse_t, inv_ss, inv_st, inv_s
     ec / s1 for hinton); returns KL(p || q) for kinds 0 and 1 (0 for kind 2, whose loss
     `reverse` the gradient takes)."""
     kl = 0.0
-    if kind == 0:
-        soft = alpha * temperature * inv_n
+    if kind != 2:  # hinton: the soft term scaled by alpha T plus the hard term; forward KL: 1 / T
+        hinton = kind == 0
+        soft = alpha * temperature * inv_n if hinton else inv_t * inv_n
         hard = (1.0 - alpha) * inv_n
         for v in range(zs.shape[1]):
             q = ea[v] * inv_ss
@@ -107,17 +108,9 @@ def _grad_row(zs, zt, r, label, kind, inv_t, lse_s, lse_t, inv_ss, inv_st, inv_s
             lq = np.float64(zs[r, v]) * inv_t - lse_s
             lp = np.float64(zt[r, v]) * inv_t - lse_t
             kl += p * (lp - lq)
-            onehot = 1.0 if v == label else 0.0
-            grad[r, v] = soft * (q - p) + hard * (ec[v] * inv_s1 - onehot)
-    elif kind == 1:
-        scale = inv_t * inv_n
-        for v in range(zs.shape[1]):
-            q = ea[v] * inv_ss
-            p = eb[v] * inv_st
-            lq = np.float64(zs[r, v]) * inv_t - lse_s
-            lp = np.float64(zt[r, v]) * inv_t - lse_t
-            kl += p * (lp - lq)
-            grad[r, v] = (q - p) * scale
+            grad[r, v] = soft * (q - p)
+            if hinton:
+                grad[r, v] += hard * (ec[v] * inv_s1 - (1.0 if v == label else 0.0))
     else:
         scale = inv_t * inv_n
         for v in range(zs.shape[1]):
