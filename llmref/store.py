@@ -21,6 +21,7 @@ reported by name, and a stale golden is refused when loaded. Full-tier cases are
 stored: they are computed live by the reference.
 """
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -193,14 +194,26 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def read_manifest(root: Path | None = None) -> dict:
-    """The parsed manifest, its structure checked; any problem is a GoldenError naming it."""
+    """The parsed manifest, its structure checked; any problem is a GoldenError naming it.
+    The file is read on every call (a changed manifest is seen at once); its parse is shared
+    by the calls that read the same text, so callers must not modify it."""
     root = Path(root) if root is not None else golden_dir()
     try:
         text = read_bytes(root / MANIFEST).decode("utf-8")
-        manifest = json.loads(text)
     except TensorFileError as exc:
         raise GoldenError(f"{exc} (run `llmref golden generate`)") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise GoldenError(f"{MANIFEST}: not valid JSON ({exc})") from None
+    return _parse_manifest(text)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_manifest(text: str) -> dict:
+    """The manifest in `text`, checked (a check costs more than a case's own hash: it is done
+    once per text, not once per case loaded)."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
         raise GoldenError(f"{MANIFEST}: not valid JSON ({exc})") from None
     problem = _manifest_problem(manifest)
     if problem:
