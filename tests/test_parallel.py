@@ -51,3 +51,25 @@ def test_bad_parallel_arguments_are_named_errors(tmp_path):
     result = subprocess.run([LLMREF, "check", "--component", "relu", "--jobs", "-1"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--jobs" in result.stderr
+
+
+def _thread_settings(_task):
+    import os
+
+    from llmref.parallel import THREAD_VARIABLES
+    return {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+
+def test_each_worker_gets_its_share_of_the_cores_and_the_caller_keeps_its_environment(monkeypatch):
+    import os
+
+    from llmref.parallel import THREAD_VARIABLES, run_tasks
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # set by the user: left alone
+    (seen,) = set(tuple(sorted(s.items())) for s in run_tasks(_thread_settings, [{}] * 4, jobs=2))
+    share = str(max(1, os.cpu_count() // 2))
+    assert dict(seen) == {"NUMBA_NUM_THREADS": share, "OMP_NUM_THREADS": share,
+                          "OPENBLAS_NUM_THREADS": share, "MKL_NUM_THREADS": "3"}
+    assert [os.environ.get(n) for n in THREAD_VARIABLES] == [None, None, None, "3"]
