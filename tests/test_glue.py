@@ -89,6 +89,26 @@ def test_every_shipped_spec_passes_the_schema_and_its_functions_import():
         assert parse_spec_file(path).id == path.stem
 
 
+def test_a_parsed_spec_is_read_back_from_its_json_copy_only_when_that_is_exact(tmp_path, monkeypatch):
+    import yaml
+
+    from llmref import spec as spec_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = (specs_dir() / "softmax.yaml").read_text(encoding="utf-8")
+    first = spec_module._read_yaml(text)
+    (copy,) = (tmp_path / "llmref" / "specs").glob("*.json")
+    assert first == yaml.safe_load(text) and json.loads(copy.read_text()) == first
+    copy.write_text(json.dumps({"read": "from the copy"}))
+    assert spec_module._read_yaml(text) == {"read": "from the copy"}  # the copy is what is read
+    copy.write_text("{not json")
+    assert spec_module._read_yaml(text) == first  # a damaged copy is parsed again, and rewritten
+    assert json.loads(copy.read_text()) == first
+    odd = "1: integer key\nx: .nan\n"  # JSON would give "1" and a NaN unequal to itself
+    assert spec_module._read_yaml(odd).keys() == {1, "x"}
+    assert len(list(copy.parent.glob("*.json"))) == 1  # not kept
+
+
 def test_show_prints_spec_text_verbatim(capsys):
     """Brackets in a spec are text, not markup: every line of every definition, convention
     and tolerance reason appears as written."""
