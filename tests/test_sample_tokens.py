@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmref
 from llmref import InputError
@@ -525,3 +527,12 @@ def test_torch_float32_on_the_other_side_of_a_cdf_tie_passes_only_through_the_ti
     assert flips["sampled_ids"] == 1
     without = llmref.audit(_spec_with_one_case(tmp_path, case, ties=False), fn, dtype="float32")
     assert [c.output for c in without.results[0].comparisons if c.outcome.value != "PASSED"] == ["sampled_ids"]
+
+
+@given(st.lists(st.sampled_from([-np.inf, -2.0, -0.0, 0.0, 0.5, 1.0, 3.0]) | st.floats(-5, 5, width=32),
+                min_size=1, max_size=80), st.data())
+@settings(max_examples=300, deadline=None)
+def test_the_numba_cpu_kth_largest_is_the_kth_of_the_descending_sort(values, data):
+    row = np.array(values, dtype=np.float32)
+    k = data.draw(st.integers(1, row.size))
+    assert sampling_cpu._kth_largest(row, k) == np.sort(row)[::-1][k - 1]
