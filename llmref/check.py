@@ -3,6 +3,7 @@
 The result is a component x backend x dtype matrix of audit reports. Under the CUDA
 simulator, numba-cuda runs only the cases small enough to simulate in seconds.
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,12 +52,28 @@ def backend_plan(spec, backend, dtypes=None, cases=None):
     return run_dtypes, cases
 
 
+MAX_DEFAULT_JOBS = 8  # each process holds its own numba and compiled kernels (~300 MB)
+
+
+def default_jobs(components=None) -> int:
+    """Processes for a check when --jobs is not given: one per core, at most MAX_DEFAULT_JOBS,
+    when it checks several components (a cold check is compilation, which spreads over
+    processes: 207 s -> 132 s on 2 cores); one for a single component, where the pool's
+    start-up (a process importing llmref and numba again, ~2.5 s) is most of a warm run."""
+    if components is not None and len(components) <= 1:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_JOBS))
+
+
 def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smoke",
-              progress=None, jobs=1, executor="process"):
-    """One Cell per (component, backend, dtype), in that order; the cells that run are audits
-    of llmref's own kernels, in this process or spread over `jobs` processes."""
+              progress=None, jobs=1, executor="process", invariants=False):
+    """(cells, invariants): one Cell per (component, backend, dtype), in that order, the audits
+    of llmref's own kernels; with `invariants`, also each spec's invariants on each backend
+    (check_invariant_task), else []. Every task runs in this process, or all of them in one
+    pool of `jobs` processes (a second pool would pay the start-up of numba again)."""
     cells, tasks = [], []
-    for spec in all_specs(components):
+    specs = all_specs(components)
+    for spec in specs:
         for backend in backends or BACKENDS:
             if backend not in spec.accel:
                 cells.append(Cell(spec.id, backend, "*", "absent", "no implementation"))
@@ -70,8 +87,21 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
                 tasks.append({"component": spec.id, "backend": backend, "dtype": dtype,
                               "cases": selected, "tier": tier})
                 cells.append(tasks[-1])
-    reports = iter(run_tasks(check_cell_task, tasks, jobs, executor, progress))
-    return [c if isinstance(c, Cell) else _cell(c, Report.from_dict(next(reports))) for c in cells]
+    n_cells = len(tasks)
+    if invariants:
+        tasks += [{"component": spec.id, "backend": backend, "invariants": True}
+                  for spec in specs if spec.invariants for backend in backends or BACKENDS
+                  if backend in spec.accel and availability(backend)[0]
+                  and invariant_plan(spec, backend)[0] is not None]
+    results = run_tasks(check_task, tasks, jobs, executor, progress)
+    reports = iter(results[:n_cells])
+    return ([c if isinstance(c, Cell) else _cell(c, Report.from_dict(next(reports))) for c in cells],
+            results[n_cells:])
+
+
+def check_task(task: dict) -> dict:
+    """One task of a check, plain data in and out: a cell, or a spec's invariants on a backend."""
+    return check_invariant_task(task) if task.get("invariants") else check_cell_task(task)
 
 
 def check_cell_task(task: dict) -> dict:
@@ -102,22 +132,14 @@ def invariant_plan(spec, backend):
     return ("float32" if "float32" in dtypes else dtypes[0]), cases
 
 
-def check_invariants(components=None, backends=None) -> list:
-    """Every spec's invariants on every available backend (llmref.invariants), at the backend's
-    first planned dtype and on its planned cases: one dict per (component, backend)."""
+def check_invariant_task(task: dict) -> dict:
+    """A spec's invariants (llmref.invariants) on one backend, at the backend's first planned
+    dtype and on its planned cases."""
     from llmref.invariants import run_invariants
 
-    found = []
-    for spec in (s for s in all_specs(components) if s.invariants):
-        for backend in backends or BACKENDS:
-            if backend not in spec.accel or not availability(backend)[0]:
-                continue
-            dtype, cases = invariant_plan(spec, backend)
-            if dtype is None:
-                continue
-            results = run_invariants(spec, implementation(spec, backend), dtype, cases)
-            found.append({"component": spec.id, "backend": backend, "dtype": dtype,
-                          "passed": sum(r.ok for r in results), "total": len(results),
-                          "failures": [r.to_dict() for r in results if not r.ok]})
-    return found
-
+    spec, backend = load_spec(task["component"]), task["backend"]
+    dtype, cases = invariant_plan(spec, backend)
+    results = run_invariants(spec, implementation(spec, backend), dtype, cases)
+    return {"component": spec.id, "backend": backend, "dtype": dtype,
+            "passed": sum(r.ok for r in results), "total": len(results),
+            "failures": [r.to_dict() for r in results if not r.ok]}

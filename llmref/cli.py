@@ -82,7 +82,8 @@ def _parser():
     s.add_argument("--dtype", action="append", choices=FLOAT_DTYPES)
     s.add_argument("--case", action="append")
     s.add_argument("--tier", choices=("smoke", "full"), default="smoke")
-    _parallel_options(s)
+    _parallel_options(s, "run N cells at a time (default: one process per core, at most 8, for a "
+                         "check of several components; 1 for one component)")
     _report_options(s)
     s.set_defaults(run=cmd_check)
 
@@ -156,8 +157,8 @@ def _parser():
     return p
 
 
-def _parallel_options(s):
-    s.add_argument("--jobs", type=int, default=1, metavar="N", help="run N cases (cells) at a time")
+def _parallel_options(s, jobs_help="run N cases at a time (default 1)"):
+    s.add_argument("--jobs", type=int, metavar="N", help=jobs_help)
     s.add_argument("--executor", choices=("process", "dask", "ray"), default="process",
                    help="where parallel tasks run (dask/ray: a local cluster, or the one in "
                         "$LLMREF_DASK_SCHEDULER / $RAY_ADDRESS)")
@@ -278,20 +279,22 @@ def cmd_verify(args):
 
 
 def cmd_check(args):
-    from llmref.check import check_invariants, run_check
+    from llmref.check import default_jobs, run_check
 
     components = _components(args.component)
+    if args.jobs is None:
+        args.jobs = default_jobs(components)
     if args.jobs < 1:
         raise InputError(f"--jobs: must be >= 1, got {args.jobs}")
     start = time.monotonic()
     bar, advance = _progress(args, "checking")
     with bar:
         try:
-            cells = run_check(components, args.backend, args.dtype, args.case, args.tier, advance,
-                              args.jobs, args.executor)
+            cells, invariants = run_check(components, args.backend, args.dtype, args.case,
+                                          args.tier, advance, args.jobs, args.executor,
+                                          invariants=True)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        invariants = check_invariants(components, args.backend)
     wall = time.monotonic() - start
     failed = [c for c in cells if c.status == "fail"]
     broken = [i for i in invariants if i["failures"]]
@@ -385,6 +388,7 @@ def cmd_audit(args):
     else:
         target = _import_here(args.target) if args.in_process else args.target
         label = args.target
+    args.jobs = 1 if args.jobs is None else args.jobs
     if args.jobs < 1:
         raise InputError(f"--jobs: must be >= 1, got {args.jobs}")
     if args.in_process and (args.jobs > 1 or args.executor != "process"):
@@ -568,7 +572,7 @@ def cmd_coverage(args):
     from llmref.selftest import selftest_document
 
     components = component_ids()
-    text = render(run_check(components), selftest_document(components))
+    text = render(run_check(components)[0], selftest_document(components))
     with open(args.out, "w", encoding="utf-8") as handle:
         handle.write(text)
     say(f"wrote {args.out}")

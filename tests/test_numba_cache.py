@@ -18,8 +18,9 @@ def read_only(self):
 caching.InTreeCacheLocator.ensure_cache_path = read_only
 from llmref.cli import main
 start = time.perf_counter()
+# --jobs 1: the read-only patch lives in this process (a spawned worker would not have it)
 code = main(["check", "--component", "softmax", "--component", "relu", "--component", "swiglu",
-             "--backend", "numba-cpu", "--dtype", "float32", "--json", "-"])
+             "--backend", "numba-cpu", "--dtype", "float32", "--jobs", "1", "--json", "-"])
 print("SECONDS", time.perf_counter() - start, file=sys.stderr)
 sys.exit(code)
 """

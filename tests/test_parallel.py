@@ -37,8 +37,8 @@ def test_a_dask_cluster_gives_the_serial_results(tmp_path):
 
 def test_parallel_check_cells_equal_serial_ones():
     kwargs = dict(components=["softmax", "relu"], backends=["numba-cpu"])
-    serial = [(c.component, c.backend, c.dtype, c.status, c.note) for c in run_check(**kwargs)]
-    parallel = [(c.component, c.backend, c.dtype, c.status, c.note) for c in run_check(**kwargs, jobs=2)]
+    serial = [(c.component, c.backend, c.dtype, c.status, c.note) for c in run_check(**kwargs)[0]]
+    parallel = [(c.component, c.backend, c.dtype, c.status, c.note) for c in run_check(**kwargs, jobs=2)[0]]
     assert parallel == serial and len(serial) == 8
 
 
@@ -73,3 +73,15 @@ def test_each_worker_gets_its_share_of_the_cores_and_the_caller_keeps_its_enviro
     assert dict(seen) == {"NUMBA_NUM_THREADS": share, "OMP_NUM_THREADS": share,
                           "OPENBLAS_NUM_THREADS": share, "MKL_NUM_THREADS": "3"}
     assert [os.environ.get(n) for n in THREAD_VARIABLES] == [None, None, None, "3"]
+
+
+def test_a_check_of_several_components_defaults_to_a_process_per_core():
+    import os
+
+    from llmref.check import MAX_DEFAULT_JOBS, default_jobs
+
+    cores = min(os.cpu_count(), MAX_DEFAULT_JOBS)
+    assert (default_jobs(), default_jobs(["softmax", "relu"]), default_jobs(["softmax"])) == (cores, cores, 1)
+    result = subprocess.run([LLMREF, "check", "--component", "relu", "--backend", "numba-cpu"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "(--jobs 1, process)" in result.stdout, result.stdout + result.stderr
