@@ -16,6 +16,7 @@ a size that does not match dtype x shape), never a traceback or a hang on a FIFO
 import json
 import os
 import stat
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,24 @@ import numpy as np
 from llmref.dtypes import FORMATS
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
-_CODES = {f.safetensors: f.numpy for f in FORMATS.values()}
-_CODES.update({"I64": np.dtype("int64"), "I32": np.dtype("int32"), "I16": np.dtype("int16"),
-               "I8": np.dtype("int8"), "U8": np.dtype("uint8"), "BOOL": np.dtype("bool"),
-               "U16": np.dtype("uint16"), "U32": np.dtype("uint32"), "U64": np.dtype("uint64")})
-_NAMES = {dtype: code for code, dtype in _CODES.items()}
+
+
+@lru_cache(maxsize=None)
+def _codes() -> dict:
+    """safetensors dtype code -> NumPy dtype. Built on first use, not at import: the bfloat16
+    dtype object imports ml_dtypes, 1 s, which a process that reads no tensor (the parent of
+    a parallel check) need not pay."""
+    codes = {f.safetensors: f.numpy for f in FORMATS.values()}
+    codes.update({"I64": np.dtype("int64"), "I32": np.dtype("int32"), "I16": np.dtype("int16"),
+                  "I8": np.dtype("int8"), "U8": np.dtype("uint8"), "BOOL": np.dtype("bool"),
+                  "U16": np.dtype("uint16"), "U32": np.dtype("uint32"), "U64": np.dtype("uint64")})
+    return codes
+
+
+@lru_cache(maxsize=None)
+def _names() -> dict:
+    """NumPy dtype -> safetensors dtype code."""
+    return {dtype: code for code, dtype in _codes().items()}
 
 
 class TensorFileError(ValueError):
@@ -39,10 +53,10 @@ def dumps(tensors: dict, metadata: dict) -> bytes:
     header, chunks, offset = {}, [], 0
     for name in sorted(tensors):
         arr = np.ascontiguousarray(tensors[name])
-        if arr.dtype not in _NAMES:
+        if arr.dtype not in _names():
             raise TypeError(f"{name}: dtype {arr.dtype} has no safetensors code")
         data = arr.tobytes()  # little-endian on every platform NumPy wheels are built for
-        header[name] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape),
+        header[name] = {"dtype": _names()[arr.dtype], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(data)]}
         chunks.append(data)
         offset += len(data)
@@ -95,14 +109,14 @@ def loads(data: bytes, where: str = "<bytes>"):
 
 
 def _tensor(where, name, entry, body):
-    ok = (isinstance(entry, dict) and entry.get("dtype") in _CODES
+    ok = (isinstance(entry, dict) and entry.get("dtype") in _codes()
           and isinstance(entry.get("shape"), list)
           and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
           and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
           and all(isinstance(o, int) and not isinstance(o, bool) for o in entry["data_offsets"]))
     if not ok:
         raise TensorFileError(f"{where}: tensor {name!r} has a malformed header entry")
-    dtype = _CODES[entry["dtype"]]
+    dtype = _codes()[entry["dtype"]]
     begin, end = entry["data_offsets"]
     count = int(np.prod(entry["shape"], dtype=np.int64)) if entry["shape"] else 1
     if not 0 <= begin <= end <= len(body) or end - begin != count * dtype.itemsize:
