@@ -58,7 +58,7 @@ MAX_DEFAULT_JOBS = 8  # each process holds its own numba and compiled kernels (~
 def default_jobs(components=None) -> int:
     """Processes for a check when --jobs is not given: one per core, at most MAX_DEFAULT_JOBS,
     when it checks several components (a cold check is compilation, which spreads over
-    processes: 207 s -> 132 s on 2 cores); one for a single component, where the pool's
+    processes: 207 s -> 126 s on 2 cores); one for a single component, where the pool's
     start-up (a process importing llmref and numba again, ~2.5 s) is most of a warm run."""
     if components is not None and len(components) <= 1:
         return 1

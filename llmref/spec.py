@@ -1,9 +1,9 @@
 """Load and validate component specs (`specs/<component>.yaml`).
 
 A spec is plain data read with `yaml.safe_load` (kept as JSON in the user's cache, keyed by
-the text's SHA-256, so that a later process reads it in milliseconds) and checked field by field against the
-schema below (types, ranges, and every name it refers to: dims, params, cases, and the
-reference, tie and bound functions, imported at load). A bad spec fails with
+the text's SHA-256, so that a later process reads it in milliseconds) and checked field by
+field against the schema below (types, ranges, and every name it refers to: dims, params,
+cases, and the reference, tie and bound functions, imported at load). A bad spec fails with
 `SpecError("FILE: FIELD: REASON")` when it is loaded, never later with a traceback.
 Accelerated targets are not imported at load (that would compile kernels); their form is
 checked here and a test resolves every one of them. See CONTRIBUTING.md for the format.
