@@ -89,10 +89,14 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
                 cells.append(tasks[-1])
     n_cells = len(tasks)
     if invariants:
-        tasks += [{"component": spec.id, "backend": backend, "invariants": True}
-                  for spec in specs if spec.invariants for backend in backends or BACKENDS
-                  if backend in spec.accel and availability(backend)[0]
-                  and invariant_plan(spec, backend)[0] is not None]
+        for spec in (s for s in specs if s.invariants):
+            for backend in backends or BACKENDS:
+                if backend not in spec.accel or not availability(backend)[0]:
+                    continue
+                dtype, selected = invariant_plan(spec, backend)
+                if dtype is not None:
+                    tasks.append({"component": spec.id, "backend": backend, "invariants": True,
+                                  "dtype": dtype, "cases": selected})
     results = run_tasks(check_task, tasks, jobs, executor, progress)
     reports = iter(results[:n_cells])
     return ([c if isinstance(c, Cell) else _cell(c, Report.from_dict(next(reports))) for c in cells],
@@ -133,13 +137,12 @@ def invariant_plan(spec, backend):
 
 
 def check_invariant_task(task: dict) -> dict:
-    """A spec's invariants (llmref.invariants) on one backend, at the backend's first planned
-    dtype and on its planned cases."""
+    """A spec's invariants (llmref.invariants) on one backend, at the dtype and on the cases
+    invariant_plan gave it."""
     from llmref.invariants import run_invariants
 
-    spec, backend = load_spec(task["component"]), task["backend"]
-    dtype, cases = invariant_plan(spec, backend)
-    results = run_invariants(spec, implementation(spec, backend), dtype, cases)
+    spec, backend, dtype = load_spec(task["component"]), task["backend"], task["dtype"]
+    results = run_invariants(spec, implementation(spec, backend), dtype, task["cases"])
     return {"component": spec.id, "backend": backend, "dtype": dtype,
             "passed": sum(r.ok for r in results), "total": len(results),
             "failures": [r.to_dict() for r in results if not r.ok]}
