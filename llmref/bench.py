@@ -1,7 +1,8 @@
 """`llmref bench`: time every backend of every component on the shape its spec declares for
 benchmarking, beside the NumPy reference and a peer library, in one run.
 
-A spec's `bench:` section names the shape (`dims`, and `tiny` dims for a quick run), the
+A spec's `bench:` section names the shape (`dims`, further `shapes` that change a few of
+them, and `tiny` dims for a quick run), the
 inputs (a recipe or a generator, as in a case), the params, and what the operation must
 move and compute: `bytes` and optionally `flops`, arithmetic in the dims and `e` (bytes per
 element at the dtype). `peers` maps a library to an adapter-decorated function
@@ -68,14 +69,19 @@ def formula(text: str, names: dict) -> float:
     return float(walk(ast.parse(str(text), mode="eval")))
 
 
-def bench_case(spec, tiny=False) -> Case:
-    """The benchmark shape as a Case (seeded like any case, by component and 'bench')."""
+def bench_cases(spec, tiny=False) -> list:
+    """The benchmark shapes as Cases: `dims`, then each entry of `shapes` (a few dims changed,
+    e.g. M = 16 beside a decode GEMV's M = 1), the `tiny` dims over each in a quick run. Each is
+    seeded like any case, by component and its id ('bench', 'bench_M16', ...)."""
     b = spec.bench
-    dims = dict(b["dims"], **(b.get("tiny") or {})) if tiny else dict(b["dims"])
     params = {name: p["default"] for name, p in spec.params.items()}
     params.update(b.get("params") or {})
-    return Case("bench_tiny" if tiny else "bench", "full", dims, b.get("inputs") or {}, params,
-                b.get("generator"), "")
+    cases = []
+    for changed in [{}] + list(b.get("shapes") or []):
+        dims = dict(b["dims"], **changed, **((b.get("tiny") or {}) if tiny else {}))
+        name = "bench" + "".join(f"_{k}{v}" for k, v in changed.items()) + ("_tiny" if tiny else "")
+        cases.append(Case(name, "full", dims, b.get("inputs") or {}, params, b.get("generator"), ""))
+    return cases
 
 
 def bench_inputs(spec, inputs: dict, dtype: str) -> dict:
@@ -144,13 +150,12 @@ def machine() -> dict:
 
 def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=None, **timing) -> dict:
     """The benchmark document: machine, copy bandwidth, and one row per
-    (component, implementation, dtype)."""
+    (component, shape, dtype, implementation)."""
     specs = [s for s in all_specs(components) if s.bench]
     timing.setdefault("settle", 0.0 if tiny else SETTLE_SECONDS)  # a smoke run times nothing
     bandwidth = copy_bandwidth(16 * 1024 * 1024 if tiny else COPY_BYTES)
     rows = []
-    for spec in specs:
-        case = bench_case(spec, tiny)
+    for spec, case in [(s, c) for s in specs for c in bench_cases(s, tiny)]:
         base = make_inputs(spec, case)
         for dtype in spec.bench.get("dtypes") or [d for d in spec.dtypes if d != "float64"] or ["float64"]:
             if dtypes and dtype not in dtypes:
@@ -168,6 +173,7 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
                 ok, why = availability(backend)
                 if not ok or (backend == "numba-cuda" and simulated()):
                     found.append({"component": spec.id, "implementation": backend, "dtype": dtype,
+                                  "dims": case.dims,
                                   "skipped": why if not ok else "the CUDA simulator is not a benchmark"})
                     continue
                 row = _row(spec, dtype, backend, implementation(spec, backend), fed, case, nbytes,
@@ -218,11 +224,11 @@ def _peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, ti
         fn = resolve(target, f"{spec.id}.yaml: bench.peers.{peer}")
     except Exception as exc:  # the library is not installed here
         return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
-                "skipped": str(exc)}
+                "dims": case.dims, "skipped": str(exc)}
     declared = declaration(fn)
     if declared.dtypes and dtype not in declared.dtypes:
         return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
-                "skipped": f"{target} declares dtypes {list(declared.dtypes)}, not {dtype}"}
+                "dims": case.dims, "skipped": f"{target} declares dtypes {list(declared.dtypes)}, not {dtype}"}
     framework = declared.framework
     inner = getattr(fn, "__wrapped__", fn)
     if framework == "torch":

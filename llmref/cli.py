@@ -553,13 +553,16 @@ def cmd_bench(args):
     for col in ("component", "dtype", "implementation", "median ms", "GB/s", "of copy bw",
                 "x reference", "x peer"):
         table.add_column(col)
+    first_dims = {}  # component -> the dims of its first shape; a further shape is named by what it changes
     for r in document["rows"]:
+        first = first_dims.setdefault(r["component"], r["dims"])
+        component = r["component"] + "".join(f" {k}={v}" for k, v in r["dims"].items() if first.get(k) != v)
         if "median_s" not in r:
-            table.add_row(r["component"], r["dtype"], r["implementation"],
+            table.add_row(component, r["dtype"], r["implementation"],
                           Text(f"skipped: {r.get('skipped', '')}", "dim"), "", "", "", "")
             continue
         peer = next((f"{v:.2f} ({k[3:]})" for k, v in r.items() if k.startswith("vs_") and k != "vs_reference"), "")
-        table.add_row(r["component"], r["dtype"], r["implementation"], f"{r['median_s'] * 1e3:.3f}",
+        table.add_row(component, r["dtype"], r["implementation"], f"{r['median_s'] * 1e3:.3f}",
                       f"{r['bytes_per_s'] / 1e9:.2f}", f"{r['of_copy_bandwidth']:.2f}",
                       f"{r['vs_reference']:.2f}", peer)
     out.print(table)

@@ -513,11 +513,12 @@ def _bind_values(f, where, values, tensor, dims) -> set:
 
 
 def _bench(f, raw, inputs, params, tolerance, dtypes, shape_dims):
-    """The `bench:` section: a case-like shape plus `bytes`, `flops`, `peers`, `dtypes`, `tiny`."""
+    """The `bench:` section: a case-like shape plus `shapes`, `bytes`, `flops`, `peers`, `dtypes`, `tiny`."""
     if raw is None:
         return None
     f.need(isinstance(raw, dict), "bench", "must be a mapping")
-    allowed = ("dims", "tiny", "inputs", "generator", "params", "bytes", "flops", "peers", "dtypes", "note")
+    allowed = ("dims", "shapes", "tiny", "inputs", "generator", "params", "bytes", "flops", "peers", "dtypes",
+               "note")
     for key in raw:
         f.need(key in allowed, f"bench.{key}", f"unknown field (allowed: {', '.join(allowed)})")
     f.need(isinstance(raw.get("bytes"), str) and raw["bytes"].strip(), "bench.bytes",
@@ -533,8 +534,12 @@ def _bench(f, raw, inputs, params, tolerance, dtypes, shape_dims):
     tiny = raw.get("tiny") or {}
     f.need(isinstance(tiny, dict) and all(isinstance(v, int) for v in tiny.values()), "bench.tiny",
            "must map dims to small sizes")
+    shapes = raw.get("shapes") or []
+    f.need(isinstance(shapes, list) and all(isinstance(c, dict) and c and set(c) <= set(raw["dims"])
+                                            and all(isinstance(v, int) for v in c.values()) for c in shapes),
+           "bench.shapes", "must be a list of mappings, each changing some of bench.dims to other sizes")
     case = {k: raw[k] for k in ("dims", "inputs", "generator", "params") if k in raw}
-    for dims in (raw["dims"], {**raw["dims"], **tiny}):
+    for dims in [d for c in [{}] + shapes for d in ({**raw["dims"], **c}, {**raw["dims"], **c, **tiny})]:
         _case(f, "bench", {"id": "bench", "tier": "full", **case, "dims": dims}, inputs, params,
               tolerance, shape_dims)
     return dict(raw)

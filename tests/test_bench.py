@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from llmref.backends import availability, simulated
-from llmref.bench import bench_case, formula
+from llmref.bench import bench_cases, formula
 from llmref.errors import InputError
 from llmref.spec import all_specs
 
@@ -62,8 +62,7 @@ def test_every_accelerated_spec_has_a_bench_section():
 
 def test_every_bench_shape_states_its_bytes_and_dtypes():
     for spec in _bench_specs():
-        for tiny in (False, True):
-            case = bench_case(spec, tiny)
+        for case in bench_cases(spec, False) + bench_cases(spec, True):
             for dtype in _dtypes(spec):
                 names = dict(case.dims, e=2)
                 assert formula(spec.bench["bytes"], names) > 0, spec.id
@@ -81,15 +80,22 @@ def test_the_tiny_run_has_a_row_for_every_implementation(tiny_run):
     assert document["schema"] == "llmref-bench/1" and document["tiny"] is True
     assert document["copy_bandwidth_bytes_per_s"] > 0
     assert document["machine"]["versions"]["numpy"]
-    rows = {(r["component"], r["implementation"], r["dtype"]): r for r in document["rows"]}
+    rows = {(r["component"], r["implementation"], r["dtype"], _shape(r)) for r in document["rows"]}
     missing = []
     for spec in _bench_specs():
-        for dtype in _dtypes(spec):
+        for case, dtype in [(c, d) for c in bench_cases(spec, tiny=True) for d in _dtypes(spec)]:
             wanted = ["reference"]
             wanted += [b for b, entry in spec.accel.items() if dtype in entry["dtypes"]]
             wanted += [p for p, target in (spec.bench.get("peers") or {}).items() if _installed(p, target)]
-            missing += [(spec.id, name, dtype) for name in wanted if (spec.id, name, dtype) not in rows]
+            missing += [(spec.id, name, dtype, case.id) for name in wanted
+                        if (spec.id, name, dtype, _shape(case)) not in rows]
     assert missing == []
+
+
+def _shape(row_or_case):
+    """The dims a row was timed at, or a case's, as one comparable text."""
+    dims = row_or_case.get("dims") if isinstance(row_or_case, dict) else row_or_case.dims
+    return json.dumps(dims, sort_keys=True)
 
 
 def test_every_row_has_a_time_or_a_reason(tiny_run):
@@ -102,8 +108,8 @@ def test_every_row_has_a_time_or_a_reason(tiny_run):
         assert r["median_s"] > 0 and r["p10_s"] <= r["median_s"] <= r["p90_s"], where
         assert r["bytes"] > 0 and r["bytes_per_s"] > 0 and r["of_copy_bandwidth"] > 0, where
         assert r["vs_reference"] > 0, where
-        peers = [p for p in document["rows"] if p["component"] == r["component"]
-                 and p["dtype"] == r["dtype"] and p.get("kind") == "peer" and "median_s" in p]
+        peers = [p for p in document["rows"] if p["component"] == r["component"] and p["dtype"] == r["dtype"]
+                 and p["dims"] == r["dims"] and p.get("kind") == "peer" and "median_s" in p]
         for p in peers:
             assert r[f"vs_{p['implementation']}"] > 0, (where, p["implementation"])
 
