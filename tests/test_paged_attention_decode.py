@@ -50,6 +50,29 @@ def test_paged_decode_equals_contiguous_attention_on_gathered_cache(impl, hq, hk
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+def test_numba_cpu_widens_only_the_blocks_a_half_precision_batch_reads():
+    """A bfloat16 pool is widened only where the batch reads it: the renumbered tables reach
+    the same blocks, the entries past a sequence's end (garbage here) are never read, and the
+    output is the one the whole pool would give."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(11)
+    case = ref.decode_case(rng, B=3, Hq=4, Hkv=2, D=8, block_size=4, num_blocks=50, max_len=30)
+    tables, lens = case["block_tables"].copy(), case["seq_lens"]
+    needed = -(-lens // 4)
+    for b in range(3):
+        tables[b, needed[b]:] = -7  # never read, so never checked or gathered
+    blocks, renumbered = cpu_decode.referenced_blocks(tables, lens, 4)
+    read = np.arange(tables.shape[1]) < needed[:, None]
+    assert np.array_equal(blocks[renumbered[read]], tables[read])
+    assert np.array_equal(blocks, np.unique(tables[read])) and blocks.size < 50
+    half = {k: v.astype(ml_dtypes.bfloat16) if v.dtype == np.float64 else v for k, v in case.items()}
+    got = cpu_decode.paged_attention_decode(**dict(half, block_tables=tables))
+    whole = {k: v.astype(np.float32) if k in ("q", "k_cache", "v_cache") else v for k, v in half.items()}
+    want = cpu_decode.paged_attention_decode(**whole).astype(ml_dtypes.bfloat16)
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 def test_numba_cpu_decode_float32_close_to_float64_reference():
     rng = np.random.default_rng(5)
     case = ref.decode_case(rng, B=3, Hq=8, Hkv=2, D=64, block_size=16, num_blocks=64, max_len=500)

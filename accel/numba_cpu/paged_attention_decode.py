@@ -13,15 +13,15 @@ backend adds split-K over the context). The math is the same online softmax eith
 Per sequence and per block: the scores s[h, t] of every query head against the block's
 tokens, then one online-softmax rescale per head (running max m, running sum l, running
 weighted sum acc), then the value rows weighted by exp(s - m). Checked by the reference's
-paged_attention_decode_args; float16/bfloat16 inputs are widened to float32; the result is
-rounded once to the input dtype.
+paged_attention_decode_args; float16/bfloat16 inputs are widened to float32 (of the pool, only
+the blocks the batch reads: referenced_blocks); the result is rounded once to the input dtype.
 """
 import math
 
 import numba
 import numpy as np
 
-from llmref.accel._host import widen
+from llmref.accel._host import compute_dtype, widen
 from llmref.ref.paged_attention_decode import paged_attention_decode_args
 
 # Reassociation lets LLVM vectorise the dot products and row updates; no flag assumes
@@ -98,8 +98,26 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
         q, k_cache, v_cache, block_tables, seq_lens, scale)
     if q.shape[0] == 0:  # no sequence: an empty output
         return q.copy()
+    tables, seq_lens = block_tables.astype(np.int64), seq_lens.astype(np.int64)
+    if compute_dtype(k_cache.dtype) != k_cache.dtype:  # a half-precision pool is widened...
+        blocks, tables = referenced_blocks(tables, seq_lens, k_cache.shape[1])
+        k_cache, v_cache = k_cache[blocks], v_cache[blocks]  # ...only where the batch reads it
     wq, wk, wv = widen(q), widen(k_cache), widen(v_cache)
     out = np.empty_like(wq)
-    _paged_decode(wq, wk, wv, block_tables.astype(np.int64), seq_lens.astype(np.int64),
-                  wq.dtype.type(scale), out)
+    _paged_decode(wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out)
     return out.astype(q.dtype)
+
+
+def referenced_blocks(block_tables, seq_lens, block_size):
+    """(blocks, tables): the pool blocks the sequences read, sorted and unique, and the block
+    tables renumbered into them (tables[b, j] = the index in `blocks` of block_tables[b, j]
+    for every j < ceil(seq_lens[b] / block_size); the entries past that are never read).
+
+    A serving pool holds every sequence's blocks, not only this batch's: widening the whole
+    pool to float32 on each call would cost time in proportion to the pool, not to the
+    tokens attended."""
+    read = np.arange(block_tables.shape[1]) < -(-seq_lens[:, None] // block_size)  # (B, MB)
+    blocks = np.unique(block_tables[read])
+    tables = np.zeros_like(block_tables)
+    tables[read] = np.searchsorted(blocks, block_tables[read])
+    return blocks, tables
