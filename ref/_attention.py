@@ -56,11 +56,12 @@ def attention_with_lse(q, k, v, mask, scale):
     return out.astype(q.dtype), lse.astype(q.dtype)
 
 
-def check_cache_pair(k_cache, v_cache):
+def check_cache_pair(k_cache, v_cache, values=True):
     """k_cache, v_cache: (num_blocks, block_size, num_kv_heads, head_dim), same shape and dtype,
-    every dim >= 1 (a pool without a slot, a head or a channel is an error)."""
-    k_cache = float_array("k_cache", k_cache, ndim=4)
-    v_cache = float_array("v_cache", v_cache, ndim=4)
+    every dim >= 1 (a pool without a slot, a head or a channel is an error); with `values`,
+    no NaN or inf anywhere in them (without, the caller checks the rows it reads)."""
+    k_cache = float_array("k_cache", k_cache, ndim=4, allow_nan=not values, allow_inf=not values)
+    v_cache = float_array("v_cache", v_cache, ndim=4, allow_nan=not values, allow_inf=not values)
     if min(k_cache.shape) == 0:
         raise InputError(f"k_cache: (num_blocks, block_size, num_kv_heads, head_dim) must all be "
                          f">= 1, got {k_cache.shape}")

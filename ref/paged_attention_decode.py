@@ -41,14 +41,17 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
     return out
 
 
-def paged_attention_decode_args(q, k_cache, v_cache, block_tables, seq_lens, scale):
+def paged_attention_decode_args(q, k_cache, v_cache, block_tables, seq_lens, scale, pool_values=True):
     """Validate paged_attention_decode's arguments; returns them and the resolved scale.
     Every backend checks through this before any kernel runs.
 
     Every block a sequence reads must exist: its table must have ceil(seq_len / block_size)
     entries, each in [0, num_blocks). A batch of 0 sequences is a valid call (empty output);
-    0 query heads, 0 KV heads or a head width of 0 is an error."""
-    k_cache, v_cache = check_cache_pair(k_cache, v_cache)
+    0 query heads, 0 KV heads or a head width of 0 is an error. NaN and inf are errors in
+    the rows the batch reads, and only there (check_read_rows). With pool_values=False
+    those rows are left to the caller, whose kernel reads them anyway: it must run
+    check_read_rows whenever a score or an output it computed is not finite."""
+    k_cache, v_cache = check_cache_pair(k_cache, v_cache, values=False)
     num_blocks, block_size, hkv, d = k_cache.shape
     q = float_array("q", q, ndim=3)
     batch, hq, qd = q.shape
@@ -69,10 +72,30 @@ def paged_attention_decode_args(q, k_cache, v_cache, block_tables, seq_lens, sca
                          f"{seq_lens.max()} tokens needs {needed.max()} blocks of {block_size}")
     for b in range(batch):
         int_array("block_tables", block_tables[b, :needed[b]], low=0, high=num_blocks)
+    if pool_values:
+        check_read_rows("k_cache", k_cache, block_tables, seq_lens)
+        check_read_rows("v_cache", v_cache, block_tables, seq_lens)
     positive("scale", scale, allow_zero=True)
     if scale == 0:
         scale = 1.0 / math.sqrt(d)
     return q, k_cache, v_cache, block_tables, seq_lens, float(scale)
+
+
+def check_read_rows(name, cache, block_tables, seq_lens, chunk_bytes=1 << 22):
+    """No NaN or inf in the rows the batch reads -- slots j < seq_lens[b] of the blocks
+    block_tables[b, j // block_size] -- and no look anywhere else. The rest of a serving pool
+    is memory no sequence has written (vLLM allocates its pools with torch.empty), so a NaN
+    there is no error; and a pool is far larger than the batch, so only what is read is
+    checked: the blocks read whole, a few at a time (chunk_bytes of them), then each
+    sequence's partial last block."""
+    block_size = cache.shape[1]
+    whole = seq_lens // block_size  # blocks each sequence reads whole
+    blocks = np.unique(block_tables[np.arange(block_tables.shape[1]) < whole[:, None]])
+    per_chunk = max(1, chunk_bytes // (cache[0].nbytes or 1))
+    for start in range(0, blocks.size, per_chunk):
+        float_array(name, cache[blocks[start:start + per_chunk]])
+    for b in np.flatnonzero(seq_lens % block_size):
+        float_array(name, cache[block_tables[b, whole[b]], :seq_lens[b] % block_size])
 
 
 # --- case generators (specs/paged_attention_decode.yaml) ---
@@ -106,6 +129,33 @@ def invariant_block_permutation(fn, spec, case, at, dtype):
                  block_tables=perm[inputs["block_tables"]].astype(inputs["block_tables"].dtype))
     moved["k_cache"][perm], moved["v_cache"][perm] = inputs["k_cache"], inputs["v_cache"]
     return agree(spec, case, dtype, run(fn, spec, inputs, case.params), run(fn, spec, moved, case.params))
+
+
+def invariant_unread_rows_ignored(fn, spec, case, at, dtype):
+    """NaN in every row of the pools that no sequence reads -- the blocks outside the tables'
+    read entries and the slots past each sequence's end in its last block -- changes no
+    output: an implementation that reads past a length, or masks a whole block by
+    multiplying, turns a serving pool's unwritten memory into NaN here."""
+    from llmref.invariants import agree, run
+
+    inputs = at.inputs
+    read = read_rows(inputs["block_tables"], inputs["seq_lens"], inputs["k_cache"].shape[:2])
+    if read.all():
+        return None, "every row of the pool is read"
+    dirty = dict(inputs, k_cache=inputs["k_cache"].copy(), v_cache=inputs["v_cache"].copy())
+    dirty["k_cache"][~read] = np.nan
+    dirty["v_cache"][~read] = np.nan
+    return agree(spec, case, dtype, run(fn, spec, inputs, case.params), run(fn, spec, dirty, case.params))
+
+
+def read_rows(block_tables, seq_lens, pool_shape):
+    """(num_blocks, block_size) bool: which (block, slot) rows some sequence reads."""
+    num_blocks, block_size = pool_shape
+    read = np.zeros(pool_shape, dtype=bool)
+    for b, n in enumerate(seq_lens):
+        j = np.arange(int(n))
+        read[block_tables[b, j // block_size], j % block_size] = True
+    return read
 
 
 def invariant_block_size(fn, spec, case, at, dtype):

@@ -73,6 +73,20 @@ def test_numba_cpu_widens_only_the_blocks_a_half_precision_batch_reads():
     assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
 
 
+@pytest.mark.parametrize("impl", DECODERS[:2], ids=["ref", "numba-cpu"])
+def test_nan_in_the_rows_no_sequence_reads_changes_nothing(impl):
+    """The pool's unwritten memory -- blocks no table names, slots past a sequence's end --
+    may hold anything, NaN included; the outputs are those of a clean pool, bit for bit."""
+    rng = np.random.default_rng(3)
+    case = ref.decode_case(rng, B=3, Hq=4, Hkv=2, D=8, block_size=4, num_blocks=40, max_len=13)
+    read = ref.read_rows(case["block_tables"], case["seq_lens"], case["k_cache"].shape[:2])
+    partly_read = read.any(axis=1) & ~read.all(axis=1)  # a last block's slots past the end
+    assert (~read.any(axis=1)).any() and partly_read.any()
+    dirty = dict(case, k_cache=case["k_cache"].copy(), v_cache=case["v_cache"].copy())
+    dirty["k_cache"][~read] = dirty["v_cache"][~read] = np.nan
+    assert np.array_equal(impl(**dirty), impl(**case))
+
+
 def test_numba_cpu_decode_float32_close_to_float64_reference():
     rng = np.random.default_rng(5)
     case = ref.decode_case(rng, B=3, Hq=8, Hkv=2, D=64, block_size=16, num_blocks=64, max_len=500)
@@ -101,7 +115,16 @@ def _bad_decode_inputs():
     unused_garbage_ok["block_tables"][:, 1] = -1  # never read: allowed
     rows = _decode_inputs()
     rows["block_tables"] = rows["block_tables"][:1]
-    return [("block id out of range", out_of_range, "block_tables"),
+    nan_read, inf_read, nan_unread = _decode_inputs(), _decode_inputs(), _decode_inputs()
+    nan_read["k_cache"][0, 2, 1, 3] = np.nan  # block 0 is every sequence's first block
+    inf_read["v_cache"][0, 0, 0, 0] = -np.inf
+    key_weight_zero = _decode_inputs()  # a score of -inf: a weight of 0, the output finite
+    key_weight_zero["k_cache"][0, 1, 0, :] = -np.inf * np.sign(key_weight_zero["q"][0, 0])
+    nan_unread["k_cache"][1:] = nan_unread["v_cache"][1:] = np.nan  # no table names blocks 1..5
+    return [("NaN in a key row read", nan_read, "k_cache"),
+            ("inf in a value row read", inf_read, "v_cache"),
+            ("inf in a key row read, its weight 0", key_weight_zero, "k_cache"),
+            ("NaN only in blocks no sequence reads", nan_unread, None),("block id out of range", out_of_range, "block_tables"),
             ("table too short", too_short, "block_tables"),
             ("table rows differ from the batch", rows, "block_tables"),
             ("heads do not divide", heads, "q"),
@@ -117,7 +140,7 @@ def _bad_decode_inputs():
 
 @pytest.mark.parametrize("impl", DECODERS, ids=["ref", "numba-cpu", "numba-cuda", "cupy"])
 @pytest.mark.parametrize("what,inputs,name", _bad_decode_inputs(), ids=lambda x: x if isinstance(x, str) else "")
-def test_bad_decode_input_raises_before_any_kernel(impl, what, inputs, name):
+def test_bad_decode_input_raises_naming_the_argument(impl, what, inputs, name):
     if name is None:
         if impl is cupy_decode.paged_attention_decode:
             pytest.importorskip("cupy", reason="the cupy backend needs cupy and a GPU to run")

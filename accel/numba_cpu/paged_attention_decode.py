@@ -15,6 +15,13 @@ tokens, then one online-softmax rescale per head (running max m, running sum l, 
 weighted sum acc), then the value rows weighted by exp(s - m). Checked by the reference's
 paged_attention_decode_args; float16/bfloat16 inputs are widened to float32 (of the pool, only
 the blocks the batch reads: referenced_blocks); the result is rounded once to the input dtype.
+
+The pool's values are checked by the kernel's own reading of them, not by a pass of their
+own (which took 37 ms of a 60 ms step on the bench shape): with q finite, a NaN or inf in a
+key row makes its score NaN or inf, and one in a value row makes the output NaN or inf
+(0 * inf is NaN too). Where either shows, check_read_rows finds the row and raises the
+reference's InputError naming k_cache or v_cache; where it finds none, the scores overflowed
+and the output stands, as any float32 kernel's would.
 """
 import math
 
@@ -22,7 +29,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.ref.paged_attention_decode import paged_attention_decode_args
+from llmref.ref.paged_attention_decode import check_read_rows, paged_attention_decode_args
 
 # Reassociation lets LLVM vectorise the dot products and row updates; no flag assumes
 # finite values (the running max starts at -inf).
@@ -53,8 +60,9 @@ def _scale(c, y):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FAST)
-def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out):
-    """out[b, h] = softmax(scale * K q) V over the tokens reached through block_tables[b]."""
+def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusual):
+    """out[b, h] = softmax(scale * K q) V over the tokens reached through block_tables[b];
+    unusual[b] = whether a score or an output of sequence b is not finite."""
     batch, hq, d = q.shape
     block_size, hkv = k_cache.shape[1], k_cache.shape[2]
     group = hq // hkv
@@ -72,6 +80,8 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out):
                     k_row = k_cache[block, t, g]  # (d,)
                     for h in range(g * group, (g + 1) * group):
                         s[h, t] = _dot(q[b, h], k_row) * scale
+                        if not abs(s[h, t]) < np.inf:  # NaN or inf: a NaN or inf in k_row
+                            unusual[b] = True
             for h in range(hq):
                 block_max = m[h]
                 for t in range(tokens):
@@ -91,11 +101,13 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out):
         for h in range(hq):
             for e in range(d):
                 out[b, h, e] = acc[h, e] / l[h]
+                if not abs(out[b, h, e]) < np.inf:  # also a NaN or inf in a value row
+                    unusual[b] = True
 
 
 def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.0):
     q, k_cache, v_cache, block_tables, seq_lens, scale = paged_attention_decode_args(
-        q, k_cache, v_cache, block_tables, seq_lens, scale)
+        q, k_cache, v_cache, block_tables, seq_lens, scale, pool_values=False)
     if q.shape[0] == 0:  # no sequence: an empty output
         return q.copy()
     tables, seq_lens = block_tables.astype(np.int64), seq_lens.astype(np.int64)
@@ -103,8 +115,11 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
         blocks, tables = referenced_blocks(tables, seq_lens, k_cache.shape[1])
         k_cache, v_cache = k_cache[blocks], v_cache[blocks]  # ...only where the batch reads it
     wq, wk, wv = widen(q), widen(k_cache), widen(v_cache)
-    out = np.empty_like(wq)
-    _paged_decode(wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out)
+    out, unusual = np.empty_like(wq), np.zeros(q.shape[0], dtype=np.bool_)
+    _paged_decode(wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out, unusual)
+    if unusual.any():  # NaN or inf in a row read is an InputError; else an honest overflow
+        check_read_rows("k_cache", k_cache, tables, seq_lens)
+        check_read_rows("v_cache", v_cache, tables, seq_lens)
     return out.astype(q.dtype)
 
 
