@@ -133,10 +133,12 @@ def _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling
     positive("capacity_factor", capacity_factor, allow_zero=True)
 
 
-def _shaped(name, value, shape, dtype):
+def _shaped(name, value, shape, dtype, values=True):
     """A float array of `shape` (None: any length on that axis), in `dtype` (not copied when
-    it is already: the expert weights are most of the memory the layer reads)."""
-    arr = float_array(name, value, ndim=len(shape)).astype(dtype, copy=False)
+    it is already: the expert weights are most of the memory the layer reads); with
+    `values`, no NaN or inf in it."""
+    arr = float_array(name, value, ndim=len(shape), allow_nan=not values,
+                      allow_inf=not values).astype(dtype, copy=False)
     if any(want is not None and got != want for got, want in zip(arr.shape, shape)):
         expected = "(" + ", ".join("*" if want is None else str(want) for want in shape) + ")"
         raise InputError(f"{name}: shape {arr.shape}, expected {expected}")
@@ -161,28 +163,34 @@ def moe_router_args(logits, bias, method, top_k, n_group, topk_group, routed_sca
 
 def moe_layer_args(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
                    shared_down, method, top_k, n_group, topk_group, routed_scaling_factor,
-                   capacity_factor, use_shared):
+                   capacity_factor, use_shared, expert_values=True):
     """Validated arrays of moe_layer, all in the dtype of hidden: (hidden (T, D),
     gate_weight (E, D), bias (E,), w_gate (E, F, D), w_up (E, F, D), w_down (E, D, F), shared)
     with shared = (shared_gate (S, D), shared_up (S, D), shared_down (D, S)) if use_shared
     else None (the shared weights are then not read). E, F and S come from gate_weight,
     w_gate and shared_gate; every other shape must agree. T = 0 is allowed (no tokens, empty
-    outputs); every backend checks through this."""
+    outputs); every backend checks through this.
+
+    With expert_values=False the expert and shared weights' values are not looked at, only
+    their shapes (they are most of the bytes the layer reads): the caller, whose kernels read
+    them anyway, must call again with expert_values=True whenever an output is not finite
+    or a weight its kernels did not read (an expert no token reached) is not finite."""
     h = float_array("hidden", hidden, ndim=2)
     dtype, dim = h.dtype, h.shape[1]
     gate_weight = _shaped("gate_weight", gate_weight, (None, dim), dtype)
     n_experts = gate_weight.shape[0]
     bias = _shaped("bias", bias, (n_experts,), dtype)
-    w_gate = _shaped("w_gate", w_gate, (n_experts, None, dim), dtype)
+    v = expert_values
+    w_gate = _shaped("w_gate", w_gate, (n_experts, None, dim), dtype, v)
     ffn = w_gate.shape[1]
-    w_up = _shaped("w_up", w_up, (n_experts, ffn, dim), dtype)
-    w_down = _shaped("w_down", w_down, (n_experts, dim, ffn), dtype)
+    w_up = _shaped("w_up", w_up, (n_experts, ffn, dim), dtype, v)
+    w_down = _shaped("w_down", w_down, (n_experts, dim, ffn), dtype, v)
     shared = None
     if flag("use_shared", use_shared):
-        shared_gate = _shaped("shared_gate", shared_gate, (None, dim), dtype)
+        shared_gate = _shaped("shared_gate", shared_gate, (None, dim), dtype, v)
         width = shared_gate.shape[0]
-        shared = (shared_gate, _shaped("shared_up", shared_up, (width, dim), dtype),
-                  _shaped("shared_down", shared_down, (dim, width), dtype))
+        shared = (shared_gate, _shaped("shared_up", shared_up, (width, dim), dtype, v),
+                  _shaped("shared_down", shared_down, (dim, width), dtype, v))
     _router_params(n_experts, method, top_k, n_group, topk_group, routed_scaling_factor,
                    capacity_factor)
     return h, gate_weight, bias, w_gate, w_up, w_down, shared

@@ -10,6 +10,7 @@ import pytest
 import llmref
 from llmref.accel.numba_cpu import moe as moe_cpu
 from llmref.cases import inputs_at, make_inputs, widen
+from llmref.errors import InputError
 from llmref.ref import moe
 from llmref.spec import load_spec
 
@@ -252,6 +253,31 @@ def test_bad_shapes_and_params_raise_input_error_naming_the_argument(backend, en
     wrong = {label: results.get(label) for label, _, name in table
              if results.get(label) != ("InputError", name)}
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("impl", [moe.moe_layer, moe_cpu.moe_layer], ids=["ref", "numba-cpu"])
+@pytest.mark.parametrize("name", ["w_gate", "w_up", "w_down", "shared_gate", "shared_up", "shared_down"])
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_a_nan_or_inf_weight_raises_naming_it_whether_or_not_a_token_reads_it(impl, name, special):
+    """One token, top-1 of 4 experts: one expert's GEMMs read its weights, three never do.
+    A NaN or inf in any expert's weight (or the shared expert's) is an InputError naming it
+    -- numba-cpu finds those its GEMMs read through y, the others by looking."""
+    for expert in range(4):
+        args = _layer_args(hidden=np.random.default_rng(2).normal(size=(1, 6)), top_k=1)
+        weight = args[name].copy()
+        weight[(expert,) if name.startswith("w_") else (expert % weight.shape[0],)] = special
+        with pytest.raises(InputError, match=f"^{name}:"):
+            impl(**dict(args, **{name: weight}))
+
+
+@pytest.mark.parametrize("impl", [moe.moe_layer, moe_cpu.moe_layer], ids=["ref", "numba-cpu"])
+def test_a_float32_overflow_is_no_input_error(impl):
+    """Finite float32 weights whose products overflow give inf, not an InputError."""
+    args = {k: v.astype(np.float32) if isinstance(v, np.ndarray) else v for k, v in _layer_args().items()}
+    args["w_down"] = np.full_like(args["w_down"], 3e38)
+    args["w_up"] = np.full_like(args["w_up"], 1e3)
+    y = impl(**args)["y"]
+    assert not np.isfinite(y).all()
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
