@@ -4,16 +4,23 @@ from llmref.errors import InputError
 from llmref.validate import flag, float_array, same_size
 
 
-def lm_head_args(h, embedding, output_weight, tied):
-    """Validated (h, W) of lm_head, W the matrix `tied` selects; every backend checks through this."""
+def lm_head_args(h, embedding, output_weight, tied, selected_values=True):
+    """Validated (h, W) of lm_head, W the matrix `tied` selects; every backend checks through this.
+
+    With selected_values=False the values of W are not looked at, only its shape and dtype
+    (W is most of the bytes the head reads): the caller, whose product reads every entry of
+    W, must call again with selected_values=True whenever a logit is not finite, or when h
+    has no rows (then nothing reads W)."""
     h = float_array("h", h, min_ndim=1)
+    selected = "embedding" if flag("tied", tied) else "output_weight"
     matrices = {}
     for name, value in (("embedding", embedding), ("output_weight", output_weight)):
-        matrices[name] = float_array(name, value, ndim=2)
+        look = selected_values or name != selected
+        matrices[name] = float_array(name, value, ndim=2, allow_nan=not look, allow_inf=not look)
         same_size(name, matrices[name].shape[1], h.shape[-1], "the last axis of h")
         if matrices[name].dtype != h.dtype:
             raise InputError(f"{name}: has dtype {matrices[name].dtype} but h has {h.dtype}")
-    return h, matrices["embedding"] if flag("tied", tied) else matrices["output_weight"]
+    return h, matrices[selected]
 
 
 def lm_head(h, embedding, output_weight, tied=False):

@@ -12,6 +12,16 @@ from llmref.spec import load_spec, resolve
 BACKENDS = ["ref", "numba-cpu", "numba-cuda"]
 
 _H, _M = np.ones((2, 4)), np.ones((6, 4))
+
+
+def _with(a, where, value):
+    """A copy of a with a[where] = value."""
+    a = a.copy()
+    a[where] = value
+    return a
+
+
+
 BAD = [
     ("output_weight_width", {"h": _H, "embedding": _M, "output_weight": np.ones((6, 5))}, "output_weight"),
     ("embedding_width_tied", {"h": _H, "embedding": np.ones((6, 3)), "output_weight": _M, "tied": True},
@@ -21,6 +31,15 @@ BAD = [
     ("h_scalar", {"h": np.float64(1.0), "embedding": _M, "output_weight": _M}, "h"),
     ("embedding_rank_1", {"h": _H, "embedding": np.ones(4), "output_weight": _M}, "embedding"),
     ("tied_not_bool", {"h": _H, "embedding": _M, "output_weight": _M, "tied": "yes"}, "tied"),
+    ("output_weight_nan", {"h": _H, "embedding": _M, "output_weight": _with(_M, (4, 2), np.nan)},
+     "output_weight"),
+    ("embedding_inf_tied", {"h": _H, "embedding": _with(_M, (0, 0), -np.inf), "output_weight": _M,
+                            "tied": True}, "embedding"),
+    ("inf_times_zero_h", {"h": _with(_H, (slice(None), 3), 0.0), "embedding": _M,
+                          "output_weight": _with(_M, (1, 3), np.inf)}, "output_weight"),
+    ("unselected_nan", {"h": _H, "embedding": _with(_M, (2, 1), np.nan), "output_weight": _M}, "embedding"),
+    ("nan_weight_no_rows", {"h": np.ones((0, 4)), "embedding": _M, "output_weight": _with(_M, (0, 0), np.nan)},
+     "output_weight"),
 ]
 
 

@@ -9,6 +9,12 @@ rows at a time while it sits in L1 (one load of W per four fused multiply-adds),
 loop contiguous over d, its order of summation free, so LLVM vectorises it. The shared
 scalar loop (llmref.accel.kernels.lm_head.logits, one dot per logit) is numba-cuda's; on
 the CPU it reads W T times and runs 5x slower than NumPy's BLAS.
+
+W's values are checked by the product's own reading of them, not by a pass of their own
+(which read W a second time): with h finite, a NaN or inf anywhere in W makes every logit of
+its row NaN or inf (0 * inf is NaN too), so a logit that is not finite sends the call back
+to lm_head_args for the reference's error; where it finds none, the sum overflowed and the
+logits stand.
 """
 import math
 
@@ -66,10 +72,12 @@ def _logits(h, w, zero, out):
 
 
 def lm_head(h, embedding, output_weight, tied=False):
-    h, w = lm_head_args(h, embedding, output_weight, tied)
+    h, w = lm_head_args(h, embedding, output_weight, tied, selected_values=False)
     w = widen(w)  # (V, D)
     rows = widen(h).reshape(math.prod(h.shape[:-1]), h.shape[-1])  # (T, D); T or D may be 0
     out = np.empty((rows.shape[0], w.shape[0]), rows.dtype)
     if out.size:
         _logits(rows, w, rows.dtype.type(0), out)
+    if rows.shape[0] == 0 or not np.isfinite(out).all():  # W unread, or a NaN/inf in it (or an overflow)
+        lm_head_args(h, embedding, output_weight, tied)
     return out.reshape(h.shape[:-1] + (w.shape[0],)).astype(h.dtype, copy=False)
