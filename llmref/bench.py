@@ -2,12 +2,11 @@
 benchmarking, beside the NumPy reference and a peer library, in one run.
 
 A spec's `bench:` section names the shape (`dims`, further `shapes` that change a few of
-them, and `tiny` dims for a quick run), the
-inputs (a recipe or a generator, as in a case), the params, and what the operation must
-move and compute: `bytes` and optionally `flops`, arithmetic in the dims and `e` (bytes per
-element at the dtype). `peers` maps a library to an adapter-decorated function
-(llmref.adapters): its inputs are converted to the library's tensors once, outside the
-timing, and the undecorated function is timed.
+them, and `tiny` dims for a quick run), the inputs (a recipe or a generator, as in a case),
+the params, and what the operation must move and compute: `bytes` and optionally `flops`,
+arithmetic in the dims and `e` (bytes per element at the dtype). `peers` maps a library to
+an adapter-decorated function (llmref.adapters): its inputs are converted to the library's
+tensors once, outside the timing, and the undecorated function is timed.
 
 Method: every callable runs `warmup` times (once when a call takes over a second), then at
 least `repeats` times and for at least `min_seconds`; the median is reported with the 10th

@@ -150,7 +150,7 @@ def invariant_unread_rows_ignored(fn, spec, case, at, dtype):
 
 def read_rows(block_tables, seq_lens, pool_shape):
     """(num_blocks, block_size) bool: which (block, slot) rows some sequence reads."""
-    num_blocks, block_size = pool_shape
+    block_size = pool_shape[1]
     read = np.zeros(pool_shape, dtype=bool)
     for b, n in enumerate(seq_lens):
         j = np.arange(int(n))

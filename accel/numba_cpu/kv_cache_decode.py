@@ -2,10 +2,12 @@
 server's loop, the prefill chunk and then one token per step, each step rotating its queries
 and keys by rotate-half RoPE at their positions (the rope kernel), appending keys and values
 to a preallocated cache, and attending its queries over the cache so far (the online
-attention kernel, bottom-right causal, key blocks of DECODE_KEY_BLOCK). Checked by the
-reference's kv_cache_decode_args; the steps and float64 cos/sin tables are the reference's,
-rounded once to the compute dtype; float16/bfloat16 inputs are widened to float32.
+attention kernel, bottom-right causal, key blocks of DECODE_KEY_BLOCK, each step's query
+rows spread over TASKS parallel tasks). Checked by the reference's kv_cache_decode_args; the
+steps and float64 cos/sin tables are the reference's, rounded once to the compute dtype;
+float16/bfloat16 inputs are widened to float32.
 """
+import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
@@ -14,6 +16,16 @@ from llmref.accel.numba_cpu.rope import rotate_rows
 from llmref.ref.kv_cache_decode import decode_rope_tables, decode_steps, kv_cache_decode_args
 
 DECODE_KEY_BLOCK = 16  # keys per block of the online kernel when decoding through the cache
+TASKS = 16  # parallel tasks a step's query rows are dealt to (a decode step has B * Hq rows)
+
+
+@numba.njit(cache=True, parallel=True)
+def _online_rows_parallel(q, k, v, keep, causal, scale, zero, neg_inf, scores, out, lse):
+    """online_rows with the query rows dealt round-robin to scores.shape[0] parallel tasks,
+    task t using scratch row scores[t]."""
+    for task in numba.prange(scores.shape[0]):
+        online_rows(q, k, v, keep, causal, 0, scale, zero, neg_inf, task, scores.shape[0], scores,
+                    out, lse)
 
 
 def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
@@ -27,13 +39,13 @@ def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
     keep = np.ones((batch, length), dtype=np.bool_)  # no padding
     out = np.empty(q.shape[:3] + (v.shape[3],), dtype=acc)  # (B, Hq, L, Dv)
     lse = np.empty(q.shape[:3], dtype=acc)  # (B, Hq, L), not returned
-    scores = np.empty((1, DECODE_KEY_BLOCK), dtype=acc)
+    scores = np.empty((TASKS, DECODE_KEY_BLOCK), dtype=acc)
     for start, stop in decode_steps(prefill_len, length):
         step = slice(start, stop)
         rotate_rows(wk[:, :, step], cos[:, step], sin[:, step], False, 0, 1, cache_k[:, :, step])
         cache_v[:, :, step] = wv[:, :, step]
         rotate_rows(wq[:, :, step], cos[:, step], sin[:, step], False, 0, 1, q_rot[:, :, step])
-        online_rows(q_rot[:, :, step], cache_k[:, :, :stop], cache_v[:, :, :stop], keep[:, :stop],
-                    True, 0, acc.type(scale), acc.type(0), acc.type(-np.inf), 0, 1, scores,
-                    out[:, :, step], lse[:, :, step])
+        _online_rows_parallel(q_rot[:, :, step], cache_k[:, :, :stop], cache_v[:, :, :stop],
+                              keep[:, :stop], True, acc.type(scale), acc.type(0), acc.type(-np.inf),
+                              scores, out[:, :, step], lse[:, :, step])
     return out.astype(q.dtype)
