@@ -82,6 +82,23 @@ def test_numba_w4a16_matches_the_reference_at_kernel_shapes(m, g, dtype):
     assert np.all(np.abs(got - want) <= 2 * u * np.abs(want) + 1e-3 * u * np.abs(want).max())
 
 
+@pytest.mark.parametrize("m,g", [(1, 8), (1, 24), (1, 2), (1, 6), (2, 6), (4, 8), (5, 16), (9, 2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_cpu_w4a16_every_loop_and_remainder(m, g, dtype):
+    """M = 1 with groups of whole words takes the word GEMV; groups of 2 or 6 codes (not whole
+    words) and every M > 1 take the row loop, whose rows go four at a time and then one by one.
+    Each is held to the deterministic bound of a K-term dot product, |error| <= K u sum|x W|."""
+    k = 192  # a multiple of every g here, and of the 8 codes of a word
+    ops = ref.w4a16_case(np.random.default_rng(m * 100 + g), M=m, K=k, N=13, GS=g)
+    ops["x"], ops["scales"] = ops["x"].astype(dtype), ops["scales"].astype(dtype)
+    want = ref.w4a16_matmul(**ops, group_size=g).astype(np.float64)
+    got = fast.w4a16_matmul(**ops, group_size=g)
+    assert got.dtype == dtype and got.shape == (m, 13)
+    w = ref.dequantize_w4(ops["w_packed"], ops["scales"].astype(np.float64), ops["zeros"], g)  # (N, K)
+    scale = np.abs(ops["x"].astype(np.float64)) @ np.abs(w).T  # (M, N): sum_k |x_k W_nk|
+    assert np.all(np.abs(got - want) <= k * np.finfo(dtype).eps / 2 * scale + np.finfo(dtype).tiny)
+
+
 @pytest.mark.parametrize("m,g", [(1, 128), (7, 64)])
 def test_numba_cuda_w4a16_matches_the_reference_beyond_the_simulated_smoke_case(m, g):
     """The conformance run simulates one small case; here a decode step and an odd M with two
