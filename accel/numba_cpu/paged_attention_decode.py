@@ -12,7 +12,11 @@ backend adds split-K over the context). The math is the same online softmax eith
 
 Per sequence and per block: the scores s[h, t] of every query head against the block's
 tokens, then one online-softmax rescale per head (running max m, running sum l, running
-weighted sum acc), then the value rows weighted by exp(s - m). Checked by the reference's
+weighted sum acc), then the value rows weighted by exp(s - m). Each key row is dotted with
+four query heads of its group at once, and each accumulator row takes four value rows at
+once: with data in cache this took 10.1 ms against 13.0 ms one at a time on the bench shape,
+14.9 against 16.6 ms from the 268 MB pool (the loads and stores of the accumulator rows, and
+the reloads of each key row, had set the pace). Checked by the reference's
 paged_attention_decode_args; float16/bfloat16 inputs are widened to float32 (of the pool, only
 the blocks the batch reads: referenced_blocks); the result is rounded once to the input dtype.
 
@@ -46,10 +50,30 @@ def _dot(a, b):
 
 
 @numba.njit(fastmath=FAST, inline="always")
+def _dots_4(a0, a1, a2, a3, b):
+    """(sum_e a0[e] b[e], ..., sum_e a3[e] b[e]): four query heads against one key row read once."""
+    c0 = c1 = c2 = c3 = b.dtype.type(0.0)
+    for e in range(b.shape[0]):
+        be = b[e]
+        c0 += a0[e] * be
+        c1 += a1[e] * be
+        c2 += a2[e] * be
+        c3 += a3[e] * be
+    return c0, c1, c2, c3
+
+
+@numba.njit(fastmath=FAST, inline="always")
 def _add_scaled(p, x, y):
     """y += p x."""
     for e in range(y.shape[0]):
         y[e] += p * x[e]
+
+
+@numba.njit(fastmath=FAST, inline="always")
+def _add_scaled_4(p0, p1, p2, p3, x0, x1, x2, x3, y):
+    """y += p0 x0 + p1 x1 + p2 x2 + p3 x3: four value rows into one accumulator row, stored once."""
+    for e in range(y.shape[0]):
+        y[e] += (p0 * x0[e] + p1 * x1[e]) + (p2 * x2[e] + p3 * x3[e])
 
 
 @numba.njit(fastmath=FAST, inline="always")
@@ -78,8 +102,13 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusu
             for t in range(tokens):  # key rows in memory order: token, then KV head
                 for g in range(hkv):
                     k_row = k_cache[block, t, g]  # (d,)
-                    for h in range(g * group, (g + 1) * group):
+                    first, fours = g * group, g * group + group - group % 4
+                    for h in range(first, fours, 4):  # the group's heads four at a time...
+                        c0, c1, c2, c3 = _dots_4(q[b, h], q[b, h + 1], q[b, h + 2], q[b, h + 3], k_row)
+                        s[h, t], s[h + 1, t], s[h + 2, t], s[h + 3, t] = c0 * scale, c1 * scale, c2 * scale, c3 * scale
+                    for h in range(fours, first + group):  # ...then one by one
                         s[h, t] = _dot(q[b, h], k_row) * scale
+                    for h in range(first, first + group):
                         if not abs(s[h, t]) < np.inf:  # NaN or inf: a NaN or inf in k_row
                             unusual[b] = True
             for h in range(hq):
@@ -93,7 +122,13 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusu
                     s[h, t] = math.exp(s[h, t] - block_max)
                     l[h] += s[h, t]
                 m[h] = block_max
-            for t in range(tokens):  # value rows in memory order
+            fours = tokens - tokens % 4
+            for t in range(0, fours, 4):  # value rows in memory order, four tokens at a time...
+                for g in range(hkv):
+                    v0, v1, v2, v3 = v_cache[block, t, g], v_cache[block, t + 1, g], v_cache[block, t + 2, g], v_cache[block, t + 3, g]
+                    for h in range(g * group, (g + 1) * group):
+                        _add_scaled_4(s[h, t], s[h, t + 1], s[h, t + 2], s[h, t + 3], v0, v1, v2, v3, acc[h])
+            for t in range(fours, tokens):  # ...then one by one
                 for g in range(hkv):
                     v_row = v_cache[block, t, g]  # (d,)
                     for h in range(g * group, (g + 1) * group):
