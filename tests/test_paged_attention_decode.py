@@ -50,12 +50,15 @@ def test_paged_decode_equals_contiguous_attention_on_gathered_cache(impl, hq, hk
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_numba_cpu_widens_only_the_blocks_a_half_precision_batch_reads():
-    """A bfloat16 pool is widened only where the batch reads it: the renumbered tables reach
-    the same blocks, the entries past a sequence's end (garbage here) are never read, and the
-    output is the one the whole pool would give."""
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_numba_cpu_reads_only_the_blocks_a_half_precision_batch_reads(dtype):
+    """A float16 pool is widened only where the batch reads it (the renumbered tables reach
+    the same blocks) and a bfloat16 one is read in place as bit patterns; either way the
+    entries past a sequence's end (garbage here) are never read, and the output is the one
+    the whole pool widened to float32 would give, bit for bit."""
     import ml_dtypes
 
+    half_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
     rng = np.random.default_rng(11)
     case = ref.decode_case(rng, B=3, Hq=4, Hkv=2, D=8, block_size=4, num_blocks=50, max_len=30)
     tables, lens = case["block_tables"].copy(), case["seq_lens"]
@@ -66,11 +69,30 @@ def test_numba_cpu_widens_only_the_blocks_a_half_precision_batch_reads():
     read = np.arange(tables.shape[1]) < needed[:, None]
     assert np.array_equal(blocks[renumbered[read]], tables[read])
     assert np.array_equal(blocks, np.unique(tables[read])) and blocks.size < 50
-    half = {k: v.astype(ml_dtypes.bfloat16) if v.dtype == np.float64 else v for k, v in case.items()}
+    half = {k: v.astype(half_dtype) if v.dtype == np.float64 else v for k, v in case.items()}
     got = cpu_decode.paged_attention_decode(**dict(half, block_tables=tables))
     whole = {k: v.astype(np.float32) if k in ("q", "k_cache", "v_cache") else v for k, v in half.items()}
-    want = cpu_decode.paged_attention_decode(**whole).astype(ml_dtypes.bfloat16)
-    assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+    want = cpu_decode.paged_attention_decode(**whole).astype(half_dtype)
+    assert got.dtype == half_dtype and np.array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_numba_cpu_half_precision_pool_values_are_checked_where_read(dtype):
+    """NaN or inf in a half-precision row the batch reads raises naming its cache, as at
+    float32; NaN in the rows no sequence reads changes nothing."""
+    import ml_dtypes
+
+    half_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    for what, inputs, name in _bad_decode_inputs()[:4]:  # the pool-value cases
+        half = {k: v.astype(half_dtype) if v.dtype == np.float64 else v for k, v in inputs.items()}
+        if name is None:
+            clean = {k: v.astype(half_dtype) if v.dtype == np.float64 else v
+                     for k, v in _decode_inputs().items()}
+            assert np.array_equal(cpu_decode.paged_attention_decode(**half).view(np.uint16),
+                                  cpu_decode.paged_attention_decode(**clean).view(np.uint16)), what
+        else:
+            with pytest.raises(InputError, match=f"^{name}:"):
+                cpu_decode.paged_attention_decode(**half)
 
 
 @pytest.mark.parametrize("impl", DECODERS[:2], ids=["ref", "numba-cpu"])
@@ -124,7 +146,8 @@ def _bad_decode_inputs():
     return [("NaN in a key row read", nan_read, "k_cache"),
             ("inf in a value row read", inf_read, "v_cache"),
             ("inf in a key row read, its weight 0", key_weight_zero, "k_cache"),
-            ("NaN only in blocks no sequence reads", nan_unread, None),("block id out of range", out_of_range, "block_tables"),
+            ("NaN only in blocks no sequence reads", nan_unread, None),
+            ("block id out of range", out_of_range, "block_tables"),
             ("table too short", too_short, "block_tables"),
             ("table rows differ from the batch", rows, "block_tables"),
             ("heads do not divide", heads, "q"),
