@@ -8,9 +8,13 @@ arithmetic in the dims and `e` (bytes per element at the dtype). `peers` maps a 
 an adapter-decorated function (llmref.adapters): its inputs are converted to the library's
 tensors once, outside the timing, and the undecorated function is timed.
 
-Method: every callable runs `warmup` times (once when a call takes over a second), then at
-least `repeats` times and for at least `min_seconds`; the median is reported with the 10th
-and 90th percentiles. The float inputs are cast to the dtype by NumPy (round to nearest even),
+Method: the implementations of one shape and dtype are timed together. Each runs `warmup`
+times (once when a call takes over a second); then, in each of `rounds` rounds, each runs in
+turn, after `settle` seconds of rest, at least its share of `repeats` times and of
+`min_seconds`. The median of all its runs is reported with the 10th and 90th percentiles. A
+burst of load from a neighbour on a shared machine, which lasts seconds, then falls on every
+implementation of the row instead of on one of them, so the ratios between them keep their
+meaning. The float inputs are cast to the dtype by NumPy (round to nearest even),
 not by llmref's integer-only rounding of the goldens, which takes seconds on the
 hundreds of millions of elements a benchmark shape holds; a benchmark needs values of the
 dtype, not bit-exact goldens. The GPU backends are called as every backend is, on host
@@ -41,6 +45,8 @@ COPY_BYTES = 256 * 1024 * 1024
 # parallel kernel timed right after them lost a core to them (an 8 ms stall per call, the
 # scheduler's slice, was measured on two cores). Not in a --tiny run, whose times mean nothing.
 SETTLE_SECONDS = 0.25
+# Rounds of turns per row (the method above); not in a --tiny run either.
+ROUNDS = 3
 
 
 _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -90,31 +96,49 @@ def bench_inputs(spec, inputs: dict, dtype: str) -> dict:
             for t in spec.inputs}
 
 
-def time_call(fn, warmup=2, repeats=5, min_seconds=0.3, settle=0.0) -> dict:
-    time.sleep(settle)  # the previous row's thread pools stop spinning first
-    for _ in range(warmup):
-        t0 = time.perf_counter()
-        fn()
-        if time.perf_counter() - t0 > 1.0:  # compiled and warm; a slow call needs no second
-            break
-    times, start = [], time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 1000:
-            break
-    times = np.array(times)
-    return {"median_s": float(np.median(times)), "p10_s": float(np.percentile(times, 10)),
-            "p90_s": float(np.percentile(times, 90)), "runs": int(times.size)}
+def time_calls(calls: dict, warmup=2, repeats=5, min_seconds=0.3, settle=0.0, rounds=1) -> dict:
+    """{name: timing or the exception it raised} for the callables in `calls`, timed in turns
+    (the method above). A callable that raises is dropped from the rounds."""
+    results = {}
+    for name, fn in calls.items():
+        try:
+            for _ in range(warmup):
+                t0 = time.perf_counter()
+                fn()
+                if time.perf_counter() - t0 > 1.0:  # compiled and warm; a slow call needs no second
+                    break
+        except Exception as exc:  # a backend that cannot run this shape says why instead of a time
+            results[name] = exc
+    times = {name: [] for name in calls if name not in results}
+    per_round, seconds = -(-repeats // rounds), min_seconds / rounds
+    for _ in range(rounds):
+        for name in list(times):
+            time.sleep(settle)  # the previous call's thread pools stop spinning first
+            start, count = time.perf_counter(), 0
+            try:
+                while count < per_round or time.perf_counter() - start < seconds:
+                    t0 = time.perf_counter()
+                    calls[name]()
+                    times[name].append(time.perf_counter() - t0)
+                    count += 1
+                    if count >= 1000:
+                        break
+            except Exception as exc:
+                results[name] = exc
+                del times[name]
+    for name, found in times.items():
+        found = np.array(found)
+        results[name] = {"median_s": float(np.median(found)), "p10_s": float(np.percentile(found, 10)),
+                         "p90_s": float(np.percentile(found, 90)), "runs": int(found.size)}
+    return results
 
 
 def copy_bandwidth(nbytes=COPY_BYTES) -> float:
     """Bytes moved per second by a single-threaded copy (read + write) of `nbytes`."""
     src = np.ones(nbytes // 8)
     dst = np.empty_like(src)
-    t = time_call(lambda: np.copyto(dst, src), warmup=1, repeats=5, min_seconds=0.5)
-    return 2 * nbytes / t["median_s"]
+    t = time_calls({"copy": lambda: np.copyto(dst, src)}, warmup=1, repeats=5, min_seconds=0.5)
+    return 2 * nbytes / t["copy"]["median_s"]
 
 
 def machine() -> dict:
@@ -152,6 +176,7 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
     (component, shape, dtype, implementation)."""
     specs = [s for s in all_specs(components) if s.bench]
     timing.setdefault("settle", 0.0 if tiny else SETTLE_SECONDS)  # a smoke run times nothing
+    timing.setdefault("rounds", 1 if tiny else ROUNDS)
     bandwidth = copy_bandwidth(16 * 1024 * 1024 if tiny else COPY_BYTES)
     rows = []
     for spec, case in [(s, c) for s in specs for c in bench_cases(s, tiny)]:
@@ -163,9 +188,8 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
             names = dict(case.dims, e=numpy_dtype(dtype).itemsize)
             nbytes = formula(spec.bench["bytes"], names)
             flops = formula(spec.bench["flops"], names) if spec.bench.get("flops") else None
-            reference = _row(spec, dtype, "reference", resolve(spec.ref), fed, case, nbytes, flops,
-                             bandwidth, timing)
-            found = [reference]
+            found = [_row(spec, dtype, "reference", "reference", case, nbytes)]
+            calls = {"reference": _call(resolve(spec.ref), fed, case.params)}
             for backend in backends or BACKENDS:
                 if backend not in spec.accel or dtype not in spec.accel[backend]["dtypes"]:
                     continue
@@ -175,13 +199,21 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
                                   "dims": case.dims,
                                   "skipped": why if not ok else "the CUDA simulator is not a benchmark"})
                     continue
-                row = _row(spec, dtype, backend, implementation(spec, backend), fed, case, nbytes,
-                           flops, bandwidth, timing)
+                found.append(_row(spec, dtype, backend, "backend", case, nbytes))
+                calls[backend] = _call(implementation(spec, backend), fed, case.params)
                 if backend != "numba-cpu":
-                    row["note"] = "host arrays in and out: the time includes the device transfers"
-                found.append(row)
+                    found[-1]["note"] = "host arrays in and out: the time includes the device transfers"
             for peer, target in (spec.bench.get("peers") or {}).items():
-                found.append(_peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, timing))
+                found.append(_row(spec, dtype, peer, "peer", case, nbytes))
+                try:
+                    calls[peer] = _peer_call(spec, dtype, peer, target, fed, case.params)
+                except _NotTimed as why:
+                    found[-1]["skipped"] = str(why)
+            timings = time_calls(calls, **timing)
+            for r in found:
+                if r["implementation"] in timings:
+                    _record(r, timings[r["implementation"]], flops, bandwidth)
+            reference = found[0]
             peers = [r for r in found if r.get("kind") == "peer" and "median_s" in r]
             for r in found:
                 if "median_s" in r:
@@ -195,49 +227,48 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
             "notes": {s.id: s.bench["note"] for s in specs if s.bench.get("note")}, "rows": rows}
 
 
-def _measure(spec, dtype, name, kind, call, case, nbytes, flops, bandwidth, timing) -> dict:
-    row = {"component": spec.id, "implementation": name, "kind": kind, "dtype": dtype,
-           "dims": case.dims, "bytes": nbytes}
-    try:
-        row.update(time_call(call, **timing))
-    except Exception as exc:  # a backend that cannot run this shape says why instead of a time
-        row["skipped"] = f"{type(exc).__name__}: {exc}"
-        return row
-    row["bytes_per_s"] = nbytes / row["median_s"]
+class _NotTimed(Exception):
+    """A peer that cannot run here (its library is missing, or it declares other dtypes)."""
+
+
+def _row(spec, dtype, name, kind, case, nbytes) -> dict:
+    return {"component": spec.id, "implementation": name, "kind": kind, "dtype": dtype,
+            "dims": case.dims, "bytes": nbytes}
+
+
+def _record(row, timing, flops, bandwidth):
+    """Fill `row` with its timing, bytes/s and FLOP/s, or with why it has none."""
+    if isinstance(timing, Exception):
+        row["skipped"] = f"{type(timing).__name__}: {timing}"
+        return
+    row.update(timing)
+    row["bytes_per_s"] = row["bytes"] / row["median_s"]
     row["of_copy_bandwidth"] = row["bytes_per_s"] / bandwidth
     if flops:
         row["flops"], row["flop_per_s"] = flops, flops / row["median_s"]
-    return row
 
 
-def _row(spec, dtype, name, fn, fed, case, nbytes, flops, bandwidth, timing):
-    kind = "reference" if name == "reference" else "backend"
-    return _measure(spec, dtype, name, kind, lambda: fn(**fed, **case.params), case, nbytes, flops,
-                    bandwidth, timing)
+def _call(fn, fed, params):
+    return lambda: fn(**fed, **params)
 
 
-def _peer_row(spec, dtype, peer, target, fed, case, nbytes, flops, bandwidth, timing):
+def _peer_call(spec, dtype, peer, target, fed, params):
+    """The peer's undecorated function on its library's tensors, converted here, once."""
     from llmref.adapters import declaration
 
     try:
         fn = resolve(target, f"{spec.id}.yaml: bench.peers.{peer}")
     except Exception as exc:  # the library is not installed here
-        return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
-                "dims": case.dims, "skipped": str(exc)}
+        raise _NotTimed(str(exc)) from exc
     declared = declaration(fn)
     if declared.dtypes and dtype not in declared.dtypes:
-        return {"component": spec.id, "implementation": peer, "kind": "peer", "dtype": dtype,
-                "dims": case.dims, "skipped": f"{target} declares dtypes {list(declared.dtypes)}, not {dtype}"}
-    framework = declared.framework
+        raise _NotTimed(f"{target} declares dtypes {list(declared.dtypes)}, not {dtype}")
     inner = getattr(fn, "__wrapped__", fn)
-    if framework == "torch":
+    if declared.framework == "torch":
         from llmref.adapters import numpy_to_torch
 
-        args = {k: numpy_to_torch(v) if isinstance(v, np.ndarray) else v for k, v in fed.items()}
-    else:
-        args = fed
-    return _measure(spec, dtype, peer, "peer", lambda: inner(**args, **case.params), case, nbytes,
-                    flops, bandwidth, timing)
+        fed = {k: numpy_to_torch(v) if isinstance(v, np.ndarray) else v for k, v in fed.items()}
+    return _call(inner, fed, params)
 
 
 def render_json(document, path):

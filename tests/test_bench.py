@@ -2,7 +2,8 @@
 tiny run times every (component, implementation, dtype) -- the reference, each backend
 available here, each peer library installed here -- or says why a row was skipped, with the
 bytes moved, the fraction of the machine's copy bandwidth and the ratios to the reference
-and the peers. The bench formulas are plain arithmetic, never eval()."""
+and the peers. The bench formulas are plain arithmetic, never eval(). The implementations of
+a row are timed in turns, so a burst of load falls on all of them."""
 import importlib.util
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmref.backends import availability, simulated
-from llmref.bench import bench_cases, formula
+from llmref.bench import bench_cases, formula, time_calls
 from llmref.errors import InputError
 from llmref.spec import all_specs
 
@@ -170,3 +171,19 @@ def test_formula_refuses_anything_else(text):
 def test_formula_refuses_an_unknown_name():
     with pytest.raises(InputError, match="not a dim"):
         formula("2 * B * K", {"B": 4})
+
+
+def test_the_implementations_of_a_row_are_timed_in_turns_and_one_that_raises_is_named():
+    order = []
+
+    def broken_on_third_call():
+        order.append("broken")
+        if order.count("broken") == 3:
+            raise ValueError("no such shape")
+
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b"), "broken": broken_on_third_call}
+    found = time_calls(calls, warmup=1, repeats=4, min_seconds=0.0, rounds=2)
+    timed = [name for name in order[3:] if name != "broken"]  # after the three warm-ups
+    assert timed == ["a", "a", "b", "b", "a", "a", "b", "b"]  # two rounds of turns, two runs a turn
+    assert found["a"]["runs"] == found["b"]["runs"] == 4
+    assert isinstance(found["broken"], ValueError)
