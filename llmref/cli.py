@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
@@ -537,6 +538,8 @@ def cmd_bench(args):
 
     if args.repeats < 1:
         raise InputError(f"--repeats: must be >= 1, got {args.repeats}")
+    if args.json not in (None, "-") and not Path(args.json).resolve().parent.is_dir():
+        raise InputError(f"--json: no folder to write {args.json!r} in")  # before minutes of timing
     components = _components(args.component) if args.component else None
     bar, advance = _progress(args, "benchmarking")
     with bar:

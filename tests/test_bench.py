@@ -187,3 +187,10 @@ def test_the_implementations_of_a_row_are_timed_in_turns_and_one_that_raises_is_
     assert timed == ["a", "a", "b", "b", "a", "a", "b", "b"]  # two rounds of turns, two runs a turn
     assert found["a"]["runs"] == found["b"]["runs"] == 4
     assert isinstance(found["broken"], ValueError)
+
+
+def test_a_json_path_with_no_folder_is_refused_before_any_timing(tmp_path):
+    target = tmp_path / "missing" / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "llmref", "bench", "--component", "relu", "--json", str(target)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode != 0 and "--json" in result.stderr and "Traceback" not in result.stderr
