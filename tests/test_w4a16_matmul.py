@@ -82,11 +82,13 @@ def test_numba_w4a16_matches_the_reference_at_kernel_shapes(m, g, dtype):
     assert np.all(np.abs(got - want) <= 2 * u * np.abs(want) + 1e-3 * u * np.abs(want).max())
 
 
-@pytest.mark.parametrize("m,g", [(1, 8), (1, 24), (1, 2), (1, 6), (2, 6), (4, 8), (5, 16), (9, 2)])
+@pytest.mark.parametrize("m,g", [(1, 64), (1, 192), (1, 8), (1, 24), (1, 2), (1, 6), (2, 6), (4, 8), (5, 16),
+                                 (9, 2)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_numba_cpu_w4a16_every_loop_and_remainder(m, g, dtype):
-    """M = 1 with groups of whole words takes the word GEMV; groups of 2 or 6 codes (not whole
-    words) and every M > 1 take the row loop, whose rows go four at a time and then one by one.
+    """M = 1 with groups of whole vectors of eight words (64 codes: three groups; 192: one group of
+    three vectors) takes the vector GEMV, with groups of whole words (8 or 24 codes) the spread
+    GEMV; groups of 2 or 6 codes (not whole words) and every M > 1 take the row loop.
     Each is held to the deterministic bound of a K-term dot product, |error| <= K u sum|x W|."""
     k = 192  # a multiple of every g here, and of the 8 codes of a word
     ops = ref.w4a16_case(np.random.default_rng(m * 100 + g), M=m, K=k, N=13, GS=g)
