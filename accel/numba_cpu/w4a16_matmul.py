@@ -21,10 +21,10 @@ every weight is the exact integer q - z until a scale multiplies it. Two loops:
   AVX2 vector: each group's scale and zero-point are scalars broadcast once, and the 8 lane
   sums stay in registers across the whole row. `_w4a16_gemv_spread` otherwise (G = 32):
   each word's scale and zero-point are first spread over a row buffer, so that one vector
-  loop covers the row (SLP does not pack 4 lanes here: the code stays scalar). Measured in
-  one process on the bench shape (4096 x 4096, G = 128, two cores): 0.65-0.76 ms a call for
-  _w4a16_gemv against 0.80-0.93 ms for _w4a16_gemv_spread, whose buffers store 8 bytes per
-  4-byte word read (0.20-0.27 ms of its time).
+  loop covers the row (a 4-lane _w4a16_gemv for G = 32 stayed scalar: SLP did not pack it,
+  7.2 against 2.3 ms). Measured in one process on the bench shape (4096 x 4096, G = 128, two
+  cores): 0.65-0.76 ms a call for _w4a16_gemv against 0.80-0.93 ms for _w4a16_gemv_spread,
+  whose buffers store 8 bytes per 4-byte word read (0.20-0.27 ms of its time).
 - Otherwise (`_w4a16_rows`: M > 1, or groups that split a word): each column n first
   dequantises its packed row into two buffers in the compute dtype, which all M rows then use,
 
@@ -89,7 +89,7 @@ def _w4a16_gemv(x_planes, words, scales, zeros, y):
 
 @numba.njit(cache=True, parallel=True, fastmath=FAST)
 def _w4a16_gemv_spread(x_planes, words, scales, zeros, group_size, y):
-    """The GEMV for groups of whole words that are not whole vectors of eight (G = 32): each
+    """The GEMV for groups of whole words that are not whole vectors of eight (G = 32, say): each
     word's scale and zero-point are spread over a row buffer, so one loop covers the row."""
     per = group_size // WORD  # words per group
     n_cols, n_words = words.shape
@@ -147,7 +147,6 @@ def _w4a16_rows(x_even, x_odd, w_packed, scales, zeros, group_size, y):
 def _gemv_fits(x, group_size) -> bool:
     """_w4a16_gemv's conditions: one row, groups of whole words, and little-endian words."""
     return x.shape[0] == 1 and group_size % WORD == 0 and sys.byteorder == "little"
-
 
 
 def w4a16_matmul(x, w_packed, scales, zeros, group_size=128):
