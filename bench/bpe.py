@@ -22,7 +22,8 @@ to show where its time goes.
 
 Batch: the synthetic text cut into documents of about 4 kB, encoded by
 Encoder.encode_ordinary_batch with 1 thread and with one per CPU (at least 2, or --threads), and by tiktoken's
-encode_ordinary_batch likewise for comparison; the ids are checked against encoding each
+encode_ordinary_batch likewise for comparison, in rounds that alternate which thread count runs
+first (the speedup: the median of the rounds' ratios); the ids are checked against encoding each
 document alone. The load average and the CPU seconds per wall second are recorded with it: on
 a machine other processes keep busy, threads cannot scale.
 """
@@ -32,6 +33,7 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers: one thread
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -180,8 +182,33 @@ def scan_throughput(text, repeats):
     return throughput(scan, text, repeats)
 
 
+def _spin(steps):
+    """A compiled loop of `steps` dependent floating-point steps (which LLVM may not reorder)
+    that touches no memory and releases the GIL: the control, how well this machine's CPUs run
+    threads at once right now."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True)
+    def spin(n):
+        x = 0.0
+        for _ in range(n):
+            x = x * 0.999999 + 1e-7
+        return x
+
+    def run(n):
+        with ThreadPoolExecutor(n) as pool:
+            return list(pool.map(spin, [steps // n] * n))
+
+    spin(1)
+    return run
+
+
 def batch_scaling(numba_encoder, encoding, text, repeats, threads):
-    """MB/s of encode_ordinary_batch over ~4 kB documents of text with 1 and `threads` threads."""
+    """MB/s of encode_ordinary_batch over ~4 kB documents of text with 1 and `threads` threads,
+    in 2 * repeats rounds: each round runs every implementation once on 1 thread and once on
+    `threads` (in turn first), and a speedup is the median of the rounds' ratios, so a burst
+    of load from elsewhere lands on both runs of a round. The control (_spin, work split into
+    `threads` equal parts) runs in the same rounds: what the machine's CPUs gave at the time."""
     docs = [text[i:i + 4000] for i in range(0, len(text), 4000)]
     expected = [numba_encoder.encode_ordinary(d).tolist() for d in docs]
     if [ids.tolist() for ids in numba_encoder.encode_ordinary_batch(docs, threads=threads)] != expected:
@@ -189,40 +216,51 @@ def batch_scaling(numba_encoder, encoding, text, repeats, threads):
     if encoding.encode_ordinary_batch(docs[:50]) != expected[:50]:
         raise SystemExit("tiktoken's batch ids differ from the Numba encoder's")
     size = len(text.encode("utf-8")) / 1e6
-    row = {"documents": len(docs), "megabytes": round(size, 3), "threads": threads,
+    row = {"documents": len(docs), "megabytes": round(size, 3), "threads": threads, "rounds": 2 * repeats,
            "load_average_1min_before": round(os.getloadavg()[0], 2)}
     runs = {"numba-cpu": lambda n: numba_encoder.encode_ordinary_batch(docs, threads=n),
-            "tiktoken": lambda n: encoding.encode_ordinary_batch(docs, num_threads=n)}
-    for name, run in runs.items():
-        for n in sorted({1, threads}):
-            best_wall, cpu = float("inf"), 0.0
-            for _ in range(repeats):
+            "tiktoken": lambda n: encoding.encode_ordinary_batch(docs, num_threads=n),
+            "control": _spin(50_000_000)}
+    walls = {(name, n): [] for name in runs for n in (1, threads)}
+    cpus = {key: [] for key in walls}
+    for round_ in range(2 * repeats):
+        for name, run in runs.items():
+            for n in ((1, threads) if round_ % 2 == 0 else (threads, 1)):
                 wall, used = time.perf_counter(), time.process_time()
                 run(n)
-                wall, used = time.perf_counter() - wall, time.process_time() - used
-                if wall < best_wall:
-                    best_wall, cpu = wall, used
-            row[f"{name}_{n}_threads"] = round(size / best_wall, 3)
+                walls[name, n].append(time.perf_counter() - wall)
+                cpus[name, n].append(time.process_time() - used)
+    for name in runs:
+        for n in (1, threads):
+            if name != "control":
+                row[f"{name}_{n}_threads"] = round(size / float(np.median(walls[name, n])), 3)
             # CPU seconds of the process per wall second: how many threads really ran at once
-            row[f"{name}_{n}_threads_cpu_per_wall"] = round(cpu / best_wall, 2)
-        row[f"{name}_speedup"] = round(row[f"{name}_{threads}_threads"] / row[f"{name}_1_threads"], 3)
-    # Where the 1-thread time goes: joining the texts, encoding them to code points and UTF-8,
-    # and cutting the ids into documents (one thread, holding the GIL), and the compiled ranges
-    # (which threads share): the speedup `threads` free CPUs would give at most (Amdahl),
-    # whatever else runs on the machine.
-    serial = parallel = float("inf")
+            row[f"{name}_{n}_threads_cpu_per_wall"] = round(float(np.median(np.divide(cpus[name, n],
+                                                                                       walls[name, n]))), 2)
+        row[f"{name}_speedup"] = round(float(np.median(np.divide(walls[name, 1], walls[name, threads]))), 3)
+    # Where the 1-thread time goes: each range's batch (joining and converting its texts) and
+    # the cutting of its ids into documents hold the GIL; the compiled calls do not. The GIL-held
+    # part runs one thread at a time (but beside the other threads' compiled calls), so
+    # `threads` free CPUs give at most total / max(GIL-held, total / threads).
+    from llmref.accel.numba_cpu.bpe import _encode_documents
+
+    held = free = float("inf")
+    tables = numba_encoder._tables()
     for _ in range(repeats):
-        start = time.process_time()
-        batch = numba_encoder._batch(docs, ())
-        prepared = time.process_time()
-        ranges = numba_encoder._encode_ranges(batch, 1)
-        encoded = time.process_time()
-        for ids, counts in ranges:
+        batch_s = encode_s = split_s = 0.0
+        for d0 in range(0, len(docs), len(docs) // 4 + 1):
+            start = time.perf_counter()
+            _, *batch = numba_encoder._batch(docs[d0:d0 + len(docs) // 4 + 1], ())
+            prepared = time.perf_counter()
+            ids, counts = _encode_documents(*batch, *tables)
+            encoded = time.perf_counter()
             np.split(ids, np.cumsum(counts)[:-1])
-        split = time.process_time() - encoded
-        serial, parallel = min(serial, prepared - start + split), min(parallel, encoded - prepared)
-    row["numba-cpu_serial_cpu_s"], row["numba-cpu_ranges_cpu_s"] = round(serial, 4), round(parallel, 4)
-    row[f"numba-cpu_amdahl_bound_{threads}_threads"] = round((serial + parallel) / (serial + parallel / threads), 3)
+            batch_s, encode_s = batch_s + prepared - start, encode_s + encoded - prepared
+            split_s += time.perf_counter() - encoded
+        held, free = min(held, batch_s + split_s), min(free, encode_s)
+    row["numba-cpu_gil_held_s"], row["numba-cpu_compiled_s"] = round(held, 4), round(free, 4)
+    total = held + free
+    row[f"numba-cpu_bound_{threads}_threads"] = round(total / max(held, total / threads), 3)
     row["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     return row
 
@@ -292,9 +330,10 @@ def main(argv=None):
           f"{batch['numba-cpu_1_threads']} on 1 thread, {batch[f'numba-cpu_{threads}_threads']} on {threads} "
           f"({batch['numba-cpu_speedup']}x); tiktoken {batch['tiktoken_1_threads']} / "
           f"{batch[f'tiktoken_{threads}_threads']} ({batch['tiktoken_speedup']}x); "
+          f"control (a compiled loop split over threads) {batch['control_speedup']}x; "
           f"CPU s per wall s on {threads} threads: numba-cpu {batch[f'numba-cpu_{threads}_threads_cpu_per_wall']}; "
-          f"serial part {batch['numba-cpu_serial_cpu_s']} s, compiled ranges {batch['numba-cpu_ranges_cpu_s']} s "
-          f"(at most {batch[f'numba-cpu_amdahl_bound_{threads}_threads']}x on {threads} free CPUs); "
+          f"GIL held {batch['numba-cpu_gil_held_s']} s, compiled calls {batch['numba-cpu_compiled_s']} s "
+          f"(at most {batch[f'numba-cpu_bound_{threads}_threads']}x on {threads} free CPUs); "
           f"load average {batch['load_average_1min_before']} before, {batch['load_average_1min_after']} after, "
           f"on {os.cpu_count()} CPUs")
     report = {
