@@ -70,7 +70,9 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
     """(cells, invariants): one Cell per (component, backend, dtype), in that order, the audits
     of llmref's own kernels; with `invariants`, also each spec's invariants on each backend
     (check_invariant_task), else []. Every task runs in this process, or all of them in one
-    pool of `jobs` processes (a second pool would pay the start-up of numba again)."""
+    pool of `jobs` processes (a second pool would pay the start-up of numba again). A task is
+    one backend on one component at float64, or at its other dtypes together (dtype_groups),
+    so that the kernels those share are compiled once, by one worker."""
     cells, tasks = [], []
     specs = all_specs(components)
     for spec in specs:
@@ -83,10 +85,10 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
                 cells.append(Cell(spec.id, backend, "*", "unavailable", note))
                 continue
             run_dtypes, selected = backend_plan(spec, backend, dtypes, cases)
-            for dtype in run_dtypes:
-                tasks.append({"component": spec.id, "backend": backend, "dtype": dtype,
+            for group in dtype_groups(run_dtypes):
+                tasks.append({"component": spec.id, "backend": backend, "dtypes": group,
                               "cases": selected, "tier": tier})
-                cells.append(tasks[-1])
+                cells += [(tasks[-1], dtype) for dtype in group]
     n_cells = len(tasks)
     if invariants:
         for spec in (s for s in specs if s.invariants):
@@ -98,29 +100,41 @@ def run_check(components=None, backends=None, dtypes=None, cases=None, tier="smo
                     tasks.append({"component": spec.id, "backend": backend, "invariants": True,
                                   "dtype": dtype, "cases": selected})
     results = run_tasks(check_task, tasks, jobs, executor, progress)
-    reports = iter(results[:n_cells])
-    return ([c if isinstance(c, Cell) else _cell(c, Report.from_dict(next(reports))) for c in cells],
+    reports = {(id(task), dtype): Report.from_dict(report)
+               for task, task_reports in zip(tasks, results[:n_cells])
+               for dtype, report in zip(task["dtypes"], task_reports)}
+    return ([c if isinstance(c, Cell) else _cell(*c, reports[id(c[0]), c[1]]) for c in cells],
             results[n_cells:])
 
 
-def check_task(task: dict) -> dict:
-    """One task of a check, plain data in and out: a cell, or a spec's invariants on a backend."""
+def dtype_groups(dtypes) -> list:
+    """The dtypes of one backend on one component in the groups one task each runs: float64
+    alone, the others together (float16 and bfloat16 run the float32 kernels on the CPU; a task
+    per dtype had two workers compiling the same float32 kernels at once)."""
+    return [group for group in ([d for d in dtypes if d == "float64"], [d for d in dtypes if d != "float64"])
+            if group]
+
+
+def check_task(task: dict) -> dict | list:
+    """One task of a check, plain data in and out: a backend on a component (one report per
+    dtype), or a spec's invariants on a backend."""
     return check_invariant_task(task) if task.get("invariants") else check_cell_task(task)
 
 
-def check_cell_task(task: dict) -> dict:
-    """One backend at one dtype on one component's cases (plain data in and out)."""
+def check_cell_task(task: dict) -> list:
+    """One backend on one component's cases at each of task["dtypes"]: one report each (plain
+    data in and out)."""
     spec = load_spec(task["component"])
     repro = (f"llmref check --component {spec.id} --backend {task['backend']} "
              f"--dtype {{dtype}} --case {{case}}")
-    report = audit(spec, implementation(spec, task["backend"]), cases=task["cases"],
-                   dtype=task["dtype"], tier=task["tier"], label=task["backend"], repro=repro)
-    return report.to_dict()
+    impl = implementation(spec, task["backend"])
+    return [audit(spec, impl, cases=task["cases"], dtype=dtype, tier=task["tier"], label=task["backend"],
+                  repro=repro).to_dict() for dtype in task["dtypes"]]
 
 
-def _cell(task, report: Report) -> Cell:
+def _cell(task, dtype, report: Report) -> Cell:
     passed = report.counts().get("PASSED", 0)
-    return Cell(task["component"], task["backend"], task["dtype"], "pass" if report.passed else "fail",
+    return Cell(task["component"], task["backend"], dtype, "pass" if report.passed else "fail",
                 f"{passed}/{len(report.results)}", report)
 
 
