@@ -1,12 +1,16 @@
 """MoE routing and the MoE layer on numba-cpu (reference: llmref.ref.moe).
 
-Routing, capacity, the balance terms and the combine are the shared loops of
-llmref.accel.kernels.moe over every token, expert and output element. The layer's expert
-GEMMs are not: numba-cpu sorts the kept assignments by expert (dispatch, compiled) and runs
-one SwiGLU GEMM chain per expert on its gathered rows through NumPy's BLAS (numba's own `@`
-would need SciPy, and a hand-written row-dot loop was 10x slower than the reference);
-numba-cuda runs its own grouped kernels. Checked by the reference's moe_router_args /
-moe_layer_args; float16/bfloat16 inputs are widened to float32 and the outputs rounded once.
+Routing, capacity and the balance terms are the shared loops of llmref.accel.kernels.moe
+over every token and expert. The layer's expert GEMMs are not: numba-cpu sorts the kept
+assignments by expert (dispatch, compiled) and runs one SwiGLU GEMM chain per expert on its
+gathered rows through NumPy's BLAS (numba's own `@` would need SciPy, and a hand-written
+row-dot loop was 10x slower than the reference), the down projection written in place into
+the expert's output rows (the compiled, parallel SwiGLU gate of _activation was slower here:
+167 against 94 ms a layer, its threads meeting BLAS's); numba-cuda runs its own grouped
+kernels. The combine is kernels.combine_rows' sums a token row at a time (prange over tokens,
+vectorised along D): the shared loop divides a flat index per output element, 2.8 ms of the
+bench shape's layer. Checked by the reference's moe_router_args / moe_layer_args;
+float16/bfloat16 inputs are widened to float32 and the outputs rounded once.
 
 The expert weights' values are checked by the GEMMs' own reading of them, not by a pass of
 their own (20 ms of a 115 ms layer on the bench shape, 200 MB of weights): with the hidden
@@ -26,7 +30,6 @@ from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
 _route_tokens = numba.njit(cache=True)(kernels.route_tokens)
 _capacity_and_balance = numba.njit(cache=True)(kernels.capacity_and_balance)
-_combine_rows = numba.njit(cache=True)(kernels.combine_rows)
 
 
 def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
@@ -82,10 +85,28 @@ def _dispatch(idx, kept, experts):
     return rows, offsets, position
 
 
-def _swiglu_rows(x, w_gate, w_up, w_down):
-    """W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D): one GEMM per projection."""
+def _swiglu_rows(x, w_gate, w_up, w_down, out):
+    """out = W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D): one GEMM per
+    projection, out (n, D)."""
     g = x @ w_gate.T  # (n, F)
-    return (g / (1 + np.exp(-g)) * (x @ w_up.T)) @ w_down.T  # (n, D)
+    np.matmul(g / (1 + np.exp(-g)) * (x @ w_up.T), w_down.T, out=out)
+
+
+@numba.njit(cache=True, parallel=True)
+def _combine(expert_out, position, weights, shared_out, use_shared, y):
+    """y[t, d] = sum over the kept slots j of token t, in slot order, of weights[t, j] *
+    expert_out[position[t, j], d] (position -1: dropped), plus shared_out[t, d] if use_shared:
+    kernels.combine_rows' sums, in float64 in the same order, a token row at a time."""
+    tokens, dim = y.shape
+    for t in numba.prange(tokens):
+        acc = np.zeros(dim)  # (D,) float64, as combine_rows' s
+        for j in range(position.shape[1]):
+            if position[t, j] >= 0:
+                w, row = weights[t, j], expert_out[position[t, j]]
+                for d in range(dim):
+                    acc[d] += w * row[d]
+        for d in range(dim):
+            y[t, d] = acc[d] + shared_out[t, d] if use_shared else acc[d]
 
 
 def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shared_up,
@@ -110,11 +131,13 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
         for e in range(w_gate.shape[0]):
             mine = slice(offsets[e], offsets[e + 1])
             if mine.start < mine.stop:
-                out[mine] = _swiglu_rows(hc[rows[mine]], w_gate[e], w_up[e], w_down[e])
-        shared_out = (_swiglu_rows(hc, *(widen(w) for w in shared)) if shared is not None
-                      else np.zeros((1, 1), hc.dtype))  # (T, D), or unread
+                _swiglu_rows(hc[rows[mine]], w_gate[e], w_up[e], w_down[e], out[mine])
+        shared_out = np.zeros((1, 1), hc.dtype)  # unread without a shared expert
+        if shared is not None:
+            shared_out = np.empty_like(hc)  # (T, D)
+            _swiglu_rows(hc, *(widen(w) for w in shared), shared_out)
     y = np.empty_like(hc)
-    _combine_rows(out, position, weights, shared_out, shared is not None, 0, 1, y)
+    _combine(out, position, weights, shared_out, shared is not None, y)
     unread = np.flatnonzero(offsets[1:] == offsets[:-1])  # experts no kept token reached
     if not (np.isfinite(y).all() and all(np.isfinite(w[e]).all() for w in (w_gate, w_up, w_down)
                                          for e in unread)):
