@@ -52,7 +52,8 @@ def _table_build(keys, payload, capacity):
         while table[s, 0] != _EMPTY and table[s, 0] != keys[i]:
             s = (s + 1) & mask
         table[s, 0] = keys[i]
-        table[s, 1:] = payload[i]
+        for c in range(payload.shape[1]):  # (a slice assignment compiles its error path: 2.5 s)
+            table[s, 1 + c] = payload[i, c]
     return table
 
 
@@ -314,7 +315,7 @@ def _encode_documents(cps, buf, bounds, kinds, doc_chunks, pattern, classes, fol
     ends = np.empty(_longest_chunk(bounds), dtype=np.int64)
     out = np.empty(buf.shape[0] + kinds.shape[0], dtype=np.int64)  # at most one id per byte or special
     counts = np.empty(doc_chunks.shape[0] - 1, dtype=np.int64)
-    n_out = 0
+    n_out = np.int64(0)  # a literal 0 would compile _encode_chunks twice (Literal[int](0), int64)
     for d in range(counts.shape[0]):
         before = n_out
         n_out = _encode_chunks(cps, buf, bounds, byte_bounds, kinds, doc_chunks[d], doc_chunks[d + 1], pattern,
