@@ -350,16 +350,20 @@ def _disallowed(value):
     return "all" if list(value) == ["all"] else list(value)
 
 
-def bpe_encode_args(text, merges, pattern, special_tokens, allowed_special, disallowed_special):
-    """Validated (text, ranks, special, allowed, disallowed) of bpe_encode: text as str (lone
-    surrogates repaired as tiktoken does), the vocabulary built from merges, the special ids,
-    and the allowed / disallowed name sets (text holding a disallowed name is an error). The
-    spec is stricter than tiktoken about names: one that is not a special token is an error
-    naming its list. Every backend checks through this."""
-    text = as_text("text", text, surrogates="tiktoken")
+def bpe_vocabulary_args(merges, pattern, special_tokens):
+    """Validated (ranks, special) of bpe_encode's vocabulary: the pattern's name known, the
+    vocabulary built from merges, the special ids."""
     pattern_regex(pattern)
     ranks = ranks_from_merges(merges)
-    special = special_ids(ranks, special_tokens)
+    return ranks, special_ids(ranks, special_tokens)
+
+
+def bpe_text_args(text, special, allowed_special, disallowed_special):
+    """Validated (text, allowed, disallowed) of bpe_encode under the checked special ids: text
+    as str (lone surrogates repaired as tiktoken does) and the allowed / disallowed name sets
+    (text holding a disallowed name is an error). The spec is stricter than tiktoken about
+    names: one that is not a special token is an error naming its list."""
+    text = as_text("text", text, surrogates="tiktoken")
     for name, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{name}: expected a list of special token names, got {value!r}")
@@ -367,6 +371,14 @@ def bpe_encode_args(text, merges, pattern, special_tokens, allowed_special, disa
         if unknown:
             raise InputError(f"{name}: {unknown[0]!r} is not a special token of this vocabulary")
     allowed, disallowed = special_sets(text, special, allowed_special, _disallowed(disallowed_special))
+    return text, allowed, disallowed
+
+
+def bpe_encode_args(text, merges, pattern, special_tokens, allowed_special, disallowed_special):
+    """Validated (text, ranks, special, allowed, disallowed) of bpe_encode: bpe_vocabulary_args,
+    then bpe_text_args. Every backend checks through these two."""
+    ranks, special = bpe_vocabulary_args(merges, pattern, special_tokens)
+    text, allowed, disallowed = bpe_text_args(text, special, allowed_special, disallowed_special)
     return text, ranks, special, allowed, disallowed
 
 
