@@ -88,7 +88,8 @@ def ranks_from_merges(merges) -> dict:
 
 def special_ids(ranks: dict, special_tokens) -> dict:
     """{special text: id}, ids following the vocabulary in the given order (or a given
-    {text: id} mapping). Names are distinct, non-empty strings."""
+    {text: id} mapping, whose ids are distinct integers that are no id of the vocabulary: one
+    shared would make decoding ambiguous). Names are distinct, non-empty strings."""
     if not isinstance(special_tokens, (list, tuple, dict)):
         raise InputError(f"special_tokens: expected a list of names, got {special_tokens!r}")
     names = list(special_tokens)
@@ -98,7 +99,15 @@ def special_ids(ranks: dict, special_tokens) -> dict:
         if name in names[:k]:
             raise InputError(f"special_tokens: {name!r} is listed twice")
     if isinstance(special_tokens, dict):
-        return dict(special_tokens)
+        vocabulary_ids = set(ranks.values())
+        for name, i in special_tokens.items():
+            if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0:
+                raise InputError(f"special_tokens: the id of {name!r} is {i!r}, not a non-negative integer")
+            if i in vocabulary_ids:
+                raise InputError(f"special_tokens: the id {i} of {name!r} is already a token of the vocabulary")
+        if len(set(special_tokens.values())) != len(special_tokens):
+            raise InputError("special_tokens: two names share an id")
+        return {name: int(i) for name, i in special_tokens.items()}
     return {name: len(ranks) + i for i, name in enumerate(names)}
 
 
