@@ -7,10 +7,11 @@ gathered rows through NumPy's BLAS (numba's own `@` would need SciPy, and a hand
 row-dot loop was 10x slower than the reference), the down projection written in place into
 the expert's output rows (the compiled, parallel SwiGLU gate of _activation was slower here:
 167 against 94 ms a layer, its threads meeting BLAS's); numba-cuda runs its own grouped
-kernels. The combine is kernels.combine_rows' sums a token row at a time (prange over tokens,
-vectorised along D): the shared loop divides a flat index per output element, 2.8 ms of the
-bench shape's layer. Checked by the reference's moe_router_args / moe_layer_args;
-float16/bfloat16 inputs are widened to float32 and the outputs rounded once.
+kernels. The combine is kernels.combine_rows' sums a token row at a time, vectorised along D:
+the shared loop divides a flat index per output element, 2.8 ms of the bench shape's layer
+(a prange over the tokens would add 3 s of compiling per dtype for a fraction of a ms).
+Checked by the reference's moe_router_args / moe_layer_args; float16/bfloat16 inputs are
+widened to float32 and the outputs rounded once.
 
 The expert weights' values are checked by the GEMMs' own reading of them, not by a pass of
 their own (20 ms of a 115 ms layer on the bench shape, 200 MB of weights): with the hidden
@@ -92,13 +93,13 @@ def _swiglu_rows(x, w_gate, w_up, w_down, out):
     np.matmul(g / (1 + np.exp(-g)) * (x @ w_up.T), w_down.T, out=out)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _combine(expert_out, position, weights, shared_out, use_shared, y):
     """y[t, d] = sum over the kept slots j of token t, in slot order, of weights[t, j] *
     expert_out[position[t, j], d] (position -1: dropped), plus shared_out[t, d] if use_shared:
     kernels.combine_rows' sums, in float64 in the same order, a token row at a time."""
     tokens, dim = y.shape
-    for t in numba.prange(tokens):
+    for t in range(tokens):
         acc = np.zeros(dim)  # (D,) float64, as combine_rows' s
         for j in range(position.shape[1]):
             if position[t, j] >= 0:
