@@ -23,13 +23,22 @@ def embedding_normalizer(dim, dtype_name):
 
 
 def embedding_args(ids, weight, normalizer):
-    """Validated (ids, weight, c) of embedding; every backend checks through this."""
-    weight = float_array("weight", weight, ndim=2)
+    """Validated (ids, weight, c) of embedding; every backend checks through this, and then
+    runs check_read_rows on the rows it reads: weight's values are not looked at here."""
+    weight = float_array("weight", weight, ndim=2, allow_nan=True, allow_inf=True)
     ids = int_array("ids", ids, low=0, high=weight.shape[0])
     if not isinstance(normalizer, str):
         raise InputError(f"normalizer: expected 'none' or a dtype name, got {normalizer!r}")
     scale = 1.0 if normalizer == "none" else embedding_normalizer(weight.shape[1], normalizer)
     return ids, weight, scale
+
+
+def check_read_rows(rows):
+    """No NaN or inf in rows = weight[ids] (before any scaling), the only rows an embedding
+    reads; the rest of the table is never looked at (a vocabulary is far larger than a
+    batch's ids: checking every row made the bench shape's lookup 69-76 ms, against 20-23 ms
+    checking the rows read)."""
+    float_array("weight", rows)
 
 
 def embedding(ids, weight, normalizer="none"):
@@ -39,6 +48,7 @@ def embedding(ids, weight, normalizer="none"):
     """
     ids, weight, scale = embedding_args(ids, weight, normalizer)
     rows = weight[ids]  # (*ids.shape, D)
+    check_read_rows(rows)
     if normalizer == "none":
         return rows
     return rows * weight.dtype.type(scale)

@@ -9,7 +9,7 @@ import pytest
 import llmref
 from llmref.backends import availability
 from llmref.ref.embedding import embedding_normalizer
-from llmref.spec import load_spec
+from llmref.spec import load_spec, resolve
 
 BACKENDS = ["ref", "numba-cpu", "numba-cuda"]
 
@@ -21,6 +21,8 @@ BAD = [
     ("ids_with_empty_vocab", {"ids": np.array([0]), "weight": np.ones((0, 3))}, "ids"),
     ("weight_rank_1", {"ids": np.array([0]), "weight": np.ones(5)}, "weight"),
     ("weight_nan", {"ids": np.array([0]), "weight": np.full((2, 3), np.nan)}, "weight"),
+    ("weight_inf_in_a_row_read", {"ids": np.array([[0, 3]]), "weight": np.where(np.arange(15).reshape(5, 3) == 10,
+                                                                                np.inf, 1.0)}, "weight"),
     ("normalizer_unknown", {"ids": np.array([0]), "weight": np.ones((2, 3)), "normalizer": "sqrt"},
      "normalizer"),
     ("normalizer_not_text", {"ids": np.array([0]), "weight": np.ones((2, 3)), "normalizer": 2.0},
@@ -41,6 +43,22 @@ def test_bad_input_raises_input_error_naming_the_argument(backend, probe):
                     [(label, kwargs) for label, kwargs, _ in BAD])
     wrong = {label: results.get(label) for label, _, name in BAD if results.get(label) != ("InputError", name)}
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_no_id_reads_are_not_looked_at(backend):
+    """The spec's convention: NaN and inf are errors only in the rows that ids reads (a
+    serving vocabulary's other rows are not the call's business)."""
+    spec = load_spec("embedding")
+    if backend != "ref":
+        ok, why = availability(backend)
+        if not ok:
+            pytest.skip(f"{backend} unavailable: {why}")
+    weight = np.arange(15, dtype=np.float32).reshape(5, 3)
+    weight[[1, 4]] = [np.nan, np.inf, -np.inf]  # rows 1 and 4, which no id reads
+    ids = np.array([[0, 3, 2], [2, 2, 0]])
+    fn = resolve(spec.ref if backend == "ref" else spec.accel[backend]["impl"])
+    assert np.array_equal(np.asarray(fn(ids=ids, weight=weight)), weight[ids])
 
 
 def test_gemma_normalizer_values():

@@ -5,12 +5,13 @@ once when a normalizer is given:
 
     y[..., :] = weight[ids[...], :] * c
 
-Checked by the reference's embedding_args, so every id is in range before the gather."""
+Checked by the reference's embedding_args, so every id is in range before the gather, and
+its check_read_rows on the gathered rows."""
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
 from llmref.accel.numba_cpu._rows import gather_rows
-from llmref.ref.embedding import embedding_args
+from llmref.ref.embedding import check_read_rows, embedding_args
 
 _BITS = {2: np.uint16, 4: np.uint32, 8: np.uint64}  # itemsize -> same-width unsigned integer
 
@@ -22,6 +23,7 @@ def embedding(ids, weight, normalizer="none"):
     out = np.empty((flat_ids.shape[0], weight.shape[1]), bits)  # (n, D)
     gather_rows(np.ascontiguousarray(weight).view(bits), flat_ids, out)
     rows = out.view(weight.dtype).reshape(ids.shape + (weight.shape[1],))  # (..., D)
+    check_read_rows(rows)
     if normalizer == "none":
         return rows
     return (widen(rows) * compute_dtype(weight.dtype).type(scale)).astype(weight.dtype)

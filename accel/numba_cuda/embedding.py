@@ -1,14 +1,15 @@
 """The embedding lookup on numba-cuda (reference: llmref.ref.embedding): one thread per
 output element runs the shared gather of llmref.accel.kernels.embedding into a guarded
 buffer, the table widened to the compute dtype and the rows rounded once. Checked by the
-reference's embedding_args, so every id is in range before the gather."""
+reference's embedding_args, so every id is in range before the gather, and its
+check_read_rows on the rows the ids read (on the host, before the launch)."""
 import numpy as np
 from numba import cuda
 
 from llmref.accel._host import widen
 from llmref.accel.kernels import embedding as kernels
 from llmref.accel.numba_cuda._launch import THREADS, Guarded, grid
-from llmref.ref.embedding import embedding_args
+from llmref.ref.embedding import check_read_rows, embedding_args
 
 _gather_rows = cuda.jit(device=True)(kernels.gather_rows)
 
@@ -20,6 +21,7 @@ def _gather(ids, weight, scale, out):
 
 def embedding(ids, weight, normalizer="none"):
     ids, weight, scale = embedding_args(ids, weight, normalizer)
+    check_read_rows(weight[np.unique(ids)])
     table = widen(weight)  # (V, D)
     flat_ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)  # (n,)
     out = Guarded((flat_ids.shape[0], table.shape[1]), table.dtype, "numba-cuda embedding")
