@@ -203,8 +203,8 @@ def _attention_rows_parallel(a_s, a_t, kl, row_loss, grad):
     """The shared map-row loop with the rows dealt round-robin to ATTENTION_TASKS parallel tasks (task t
     takes rows t, t + TASKS, ...: each row is contiguous, so no two tasks share a cache line
     of a row they write)."""
-    for task in numba.prange(ATTENTION_TASKS):
-        _attention_rows(a_s, a_t, kl, task, ATTENTION_TASKS, row_loss, grad)
+    for task in numba.prange(ATTENTION_TASKS):  # uint64 in the parfor body: as int64, one compile
+        _attention_rows(a_s, a_t, kl, np.int64(task), ATTENTION_TASKS, row_loss, grad)
 
 
 def kd_attention(student_attention, teacher_attention, kind="mse"):

@@ -29,9 +29,9 @@ def _attend_step(q_rot, cache_k, cache_v, keep, start, stop, scale, zero, neg_in
     3.3 s)."""
     q, k, v, valid = q_rot[:, :, start:stop], cache_k[:, :, :stop], cache_v[:, :, :stop], keep[:, :stop]
     step_out, step_lse = out[:, :, start:stop], lse[:, :, start:stop]
-    for task in numba.prange(scores.shape[0]):
-        online_rows(q, k, v, valid, True, 0, scale, zero, neg_inf, task, scores.shape[0], scores, step_out,
-                    step_lse)
+    for task in numba.prange(scores.shape[0]):  # uint64 in the parfor body: as int64, one compile
+        online_rows(q, k, v, valid, True, 0, scale, zero, neg_inf, np.int64(task), scores.shape[0], scores,
+                    step_out, step_lse)
 
 
 def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):

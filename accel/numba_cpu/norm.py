@@ -33,7 +33,8 @@ _rmsnorm_row = numba.njit(cache=True)(kernels.rmsnorm_row)
 @numba.njit(cache=True, parallel=True)
 def _layernorm_rows(x, weight, bias, eps, out):
     n = x.shape[1]
-    for r in numba.prange(x.shape[0]):
+    for row in numba.prange(x.shape[0]):
+        r = np.int64(row)  # uint64 in the parfor body: callees would compile twice
         mean = _row_sum(x, r, 0, 1) / n
         inv_std = 1.0 / math.sqrt(_row_squared_deviations(x, r, mean, 0, 1) / n + eps)
         _layernorm_row(x, r, mean, inv_std, weight, bias, 0, 1, out)
@@ -41,7 +42,8 @@ def _layernorm_rows(x, weight, bias, eps, out):
 
 @numba.njit(cache=True, parallel=True)
 def _rmsnorm_rows(x, weight, eps, weight_offset, out):
-    for r in numba.prange(x.shape[0]):
+    for row in numba.prange(x.shape[0]):
+        r = np.int64(row)  # uint64 in the parfor body: callees would compile twice
         inv_rms = 1.0 / math.sqrt(_row_squares(x, r, 0, 1) / x.shape[1] + eps)
         _rmsnorm_row(x, r, inv_rms, weight, weight_offset, 0, 1, out)
 

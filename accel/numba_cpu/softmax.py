@@ -53,7 +53,8 @@ def _exp_sum_row(x, r, m, log, out):
 
 @numba.njit(cache=True, parallel=True)
 def _softmax_rows(x, log, out):
-    for r in numba.prange(x.shape[0]):
+    for row in numba.prange(x.shape[0]):
+        r = np.int64(row)  # uint64 in the parfor body: callees would compile twice
         m = np.float64(_row_max(x, r))
         if m == -np.inf:  # all -inf: -inf - (-inf) is NaN, by definition
             out[r, :] = np.nan
