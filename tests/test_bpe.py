@@ -261,6 +261,18 @@ def test_encode_batch_equals_encode_one_by_one(threads):
         [encoder.encode(t).tolist() for t in split]
 
 
+@pytest.mark.parametrize("texts, threads, message", [
+    (["a", 1], None, "^texts: entry 1 is int, not str"),
+    ([None], 2, "^texts: entry 0 is NoneType, not str"),
+    (["a"], 0, "^threads: must be >= 1, got 0"),
+    (["a"], "2", "^threads: expected an integer"),
+    (["a"], 2.0, "^threads: expected an integer"),
+])
+def test_encode_batch_bad_input_is_named(texts, threads, message):
+    with pytest.raises(InputError, match=message):
+        fast.Encoder(RANKS, SPECIAL, "cl100k").encode_ordinary_batch(texts, threads=threads)
+
+
 def test_batch_ranges_release_the_gil():
     """Threads encode at once only if the compiled call lets go of the GIL."""
     assert fast._encode_documents.targetoptions.get("nogil") is True
