@@ -30,10 +30,10 @@ from llmref.ref import bpe as ref
 from llmref.validate import integer
 
 _EMPTY = -1
-RANGES_PER_THREAD = 4  # ranges of documents per thread of a batch: uneven documents balance
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+RANGES_PER_THREAD = 4  # ranges of documents per thread of a batch: uneven documents balance
 
 
 @numba.njit(cache=True)
