@@ -359,6 +359,18 @@ def _disallowed(value):
     return "all" if list(value) == ["all"] else list(value)
 
 
+def batch_args(texts, threads):
+    """Validated (texts, threads) of a batch encode: texts a list of str (any iterable of them),
+    threads None (the caller's default) or an integer >= 1."""
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+        raise InputError(f"texts: expected a list of str, got {type(texts).__name__}")
+    texts = list(texts)
+    for k, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"texts: entry {k} is {type(text).__name__}, not str")
+    return texts, None if threads is None else integer("threads", threads, low=1)
+
+
 def bpe_vocabulary_args(merges, pattern, special_tokens):
     """Validated (ranks, special) of bpe_encode's vocabulary: the pattern's name known, the
     vocabulary built from merges, the special ids."""

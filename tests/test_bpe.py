@@ -267,6 +267,8 @@ def test_encode_batch_equals_encode_one_by_one(threads):
     (["a"], 0, "^threads: must be >= 1, got 0"),
     (["a"], "2", "^threads: expected an integer"),
     (["a"], 2.0, "^threads: expected an integer"),
+    ("ab", 1, "^texts: expected a list of str, got str"),
+    (5, 1, "^texts: expected a list of str, got int"),
 ])
 def test_encode_batch_bad_input_is_named(texts, threads, message):
     with pytest.raises(InputError, match=message):
