@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
 import llmref
+from llmref.accel.numba_cpu import _threads
 from llmref.backends import availability, implementation
 from llmref.cases import GENERATOR_VERSION, call_with
 from llmref.check import backend_plan
@@ -152,6 +154,21 @@ def _backend_params(*backends):
 def test_backend_matches_goldens(component, backend):
     """Every dtype the backend declares; under the CUDA simulator, numba-cuda runs float32 on
     the small cases only (llmref.check.backend_plan: the policy `llmref check` follows)."""
+    _assert_backend_matches_goldens(component, backend)
+
+
+@pytest.mark.parametrize("component", [s.id for s in SPECS if "numba-cpu" in s.accel])
+def test_numba_cpu_threaded_loops_match_goldens(component, monkeypatch):
+    """The same with every threaded loop on numba's threads: a golden is too small for them
+    (llmref.accel.numba_cpu._threads), so the test above and `llmref check` run the serial
+    builds of the same source."""
+    if numba.get_num_threads() < 2:
+        pytest.skip("numba has one thread here: the threaded builds are never taken")
+    monkeypatch.setattr(_threads, "GRAIN", 0)
+    _assert_backend_matches_goldens(component, "numba-cpu")
+
+
+def _assert_backend_matches_goldens(component, backend):
     ok, why = availability(backend)
     if not ok:
         pytest.skip(f"{backend} unavailable: {why}")

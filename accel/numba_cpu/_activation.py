@@ -5,7 +5,7 @@ is rounded once to the input dtype. Two kinds of loop:
 * `elementwise` / `elementwise_gated`: a shared element loop of llmref.accel.kernels (the
   exact GELU, and the sigmoid-gated activations at float64) over every element, serially.
 * `times_sigmoid`: the sigmoid-gated activations at float32, over contiguous chunks spread
-  across threads (prange), each of the form
+  across threads (prange; llmref.accel.numba_cpu._threads), each of the form
 
       y = a * sigmoid(s) [* up],   sigmoid(s) = 1 / (1 + e) for s >= 0, e / (1 + e) below,
                                    e = exp(-|s|) <= 1
@@ -26,6 +26,7 @@ import numpy as np
 
 from llmref.accel._host import widen
 from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive32, scratch32
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref._activation import GELU_TANH_CUBIC, SQRT_2_OVER_PI
 
 TASK = 16 * CHUNK  # elements per parallel task
@@ -50,7 +51,7 @@ def elementwise_gated(elements, gate, up):
     return out.reshape(gate.shape).astype(gate.dtype, copy=False)
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"})  # fused multiply-adds
+@threaded_loop(fastmath={"contract"})  # fused multiply-adds
 def _times_sigmoid(a, s, up, tanh_form, gated, out):
     """out[r, j] = a[r, j] * sigmoid(z) (* up[r, j] where gated), z = 2u(s[r, j]) in tanh
     form, else s[r, j]. float32 (R, N) arrays, unit stride along N."""
@@ -75,7 +76,7 @@ def _times_sigmoid(a, s, up, tanh_form, gated, out):
 def times_sigmoid(a, s, up=None, tanh_form=False):
     """a * sigmoid(s or 2u(s)) (* up) of float32 (R, N) arrays, unit stride along N: (R, N)."""
     out = np.empty(a.shape, np.float32)
-    _times_sigmoid(a, s, out if up is None else up, tanh_form, up is not None, out)
+    _times_sigmoid(out.size, a, s, out if up is None else up, tanh_form, up is not None, out)
     return out
 
 

@@ -1,5 +1,6 @@
 """Whole-row copies that the numba-cpu gathers and scatters share (embedding,
-learned_positions, kv_write), spread over threads (prange).
+learned_positions, kv_write), spread over threads (prange) when the first argument, the
+number of elements copied, is large enough (llmref.accel.numba_cpu._threads).
 
 They move bit patterns (unsigned integers of the element's width), so every copy is exact at
 every dtype and nothing is widened. numba-cuda runs the per-element loops of
@@ -9,15 +10,17 @@ that LLVM turns into a memory copy.
 """
 import numba
 
+from llmref.accel.numba_cpu._threads import threaded_loop
 
-@numba.njit(cache=True, parallel=True)
+
+@threaded_loop()
 def gather_rows(table, rows, out):
     """out[n, :] = table[rows[n], :] for rows (N,) checked to lie in [0, len(table))."""
     for n in numba.prange(rows.shape[0]):
         out[n, :] = table[rows[n], :]
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def scatter_rows(src, slots, pool):
     """pool[slots[t], :] = src[t, :] for every slot >= 0 (-1: not written); the slots are
     checked to be distinct, so no two threads write one row."""
@@ -26,7 +29,7 @@ def scatter_rows(src, slots, pool):
             pool[slots[t], :] = src[t, :]
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def copy_rows(src, out):
     """out[r, :] = src[r, :] for every row, in parallel (a copy with every core's bandwidth)."""
     for r in numba.prange(src.shape[0]):

@@ -21,7 +21,7 @@ def embedding(ids, weight, normalizer="none"):
     bits = _BITS[weight.dtype.itemsize]
     flat_ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)  # (n,)
     out = np.empty((flat_ids.shape[0], weight.shape[1]), bits)  # (n, D)
-    gather_rows(np.ascontiguousarray(weight).view(bits), flat_ids, out)
+    gather_rows(out.size, np.ascontiguousarray(weight).view(bits), flat_ids, out)
     rows = out.view(weight.dtype).reshape(ids.shape + (weight.shape[1],))  # (..., D)
     check_read_rows(rows)
     if normalizer == "none":

@@ -3,7 +3,7 @@
 (gguf_quantize_args). numba-cpu is its only backend, so the loop holds its math: ggml's
 reference quantizers in float32 (quantize_row_*_ref, no fused multiply-add).
 
-The blocks are spread over threads (prange). Each block is read once and writes its bytes
+The blocks are spread over threads (prange; llmref.accel.numba_cpu._threads). Each block is read once and writes its bytes
 and its x_hat directly: the scale d (and Q4_1's minimum m), their fp16 bits (round to nearest
 even, from the float32 bits, as llmref.dtypes.round_to rounds), the codes from the float32 d,
 packed as they are made, and x_hat from the stored fp16 values. float32 input (and
@@ -13,6 +13,7 @@ to float32 by llmref.dtypes.round_to first, as the reference does.
 import numba
 import numpy as np
 
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.dtypes import round_to
 from llmref.ref.gguf_quantize import BLOCK_BYTES, GGUF_FORMATS, QK, gguf_quantize_args
 
@@ -57,7 +58,7 @@ def _half_value(h):
     return -magnitude if h & 0x8000 else magnitude
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _gguf_blocks(blocks, fmt, packed, out):
     """Per block b of blocks (B, 32): packed[b] (the block bytes) and out[b] (x_hat); fmt 0 =
     Q4_0, 1 = Q4_1, 2 = Q8_0.
@@ -126,5 +127,5 @@ def gguf_quantize(x, fmt="Q4_0"):
     blocks = x32.reshape(-1, QK)  # (B, 32)
     packed = np.empty((blocks.shape[0], BLOCK_BYTES[fmt]), np.uint8)
     out = np.empty(blocks.shape, np.float32)
-    _gguf_blocks(blocks, GGUF_FORMATS.index(fmt), packed, out)
+    _gguf_blocks(blocks.size, blocks, GGUF_FORMATS.index(fmt), packed, out)
     return packed, out.reshape(-1).astype(x.dtype, copy=False)

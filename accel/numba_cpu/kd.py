@@ -2,10 +2,10 @@
 the reference's kd_*_args; float16/bfloat16 inputs are widened to float32 and every output
 rounded once.
 
-kd_loss: the token rows are spread over threads (prange) and read in place, each row writing
-its own row of the gradient: an invalid token (mask False or ignore_index) gets a zero row, a
-valid one its gradient already divided by n_valid, so no valid-row gather, no scatter and no
-rescaled copy are made (the reference's valid_rows / token_mean). The Hinton, forward-KL and
+kd_loss: the token rows are spread over threads (prange; llmref.accel.numba_cpu._threads)
+and read in place, each row writing its own row of the gradient: an invalid token (mask False
+or ignore_index) gets a zero row, a valid one its gradient already divided by n_valid, so no
+valid-row gather, no scatter and no rescaled copy are made (the reference's valid_rows / token_mean). The Hinton, forward-KL and
 reverse-KL rows are written here so LLVM vectorises them, in float64:
 
     m_s = max z_s, m_t = max z_t               one pass over both rows
@@ -32,6 +32,7 @@ import numpy as np
 from llmref.accel._host import widen
 from llmref.accel.kernels import kd as kernels
 from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.kd import KINDS, kd_attention_args, kd_feature_args, kd_loss_args, valid_tokens
 
 _kd_rows = numba.njit(cache=True)(kernels.kd_rows)
@@ -120,7 +121,7 @@ def _grad_row(zs, zt, r, label, kind, inv_t, lse_s, lse_t, inv_ss, inv_st, inv_s
     return kl
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _kd_loss_rows(zs, zt, labels, valid, kind, temperature, alpha, beta, n_valid, runs, losses,
                   grad):
     """losses[r] = l_r (0 for an invalid row) and grad[r] = dl_r / dz_s / n_valid (a zero row
@@ -173,7 +174,7 @@ def kd_loss(student_logits, teacher_logits, labels, mask, kind="hinton", tempera
         k = 1 if beta == 0.0 else 2
     n_valid = int(valid.sum())
     losses, grad = np.empty(zs.shape[0]), np.empty_like(zs)
-    _kd_loss_rows(zs, zt, np.ascontiguousarray(labels.reshape(-1), dtype=np.int64), valid, k,
+    _kd_loss_rows(zs.size, zs, zt, np.ascontiguousarray(labels.reshape(-1), dtype=np.int64), valid, k,
                   float(temperature), float(alpha), float(beta), float(n_valid),
                   4 * numba.get_num_threads(), losses, grad)
     dtype = z_s.dtype
@@ -198,9 +199,9 @@ def kd_feature(student_features, teacher_features, projection):
             "grad_projection": grad_projection.astype(dtype, copy=False)}
 
 
-@numba.njit(cache=True, parallel=True)
-def _attention_rows_parallel(a_s, a_t, kl, row_loss, grad):
-    """The shared map-row loop with the rows dealt round-robin to ATTENTION_TASKS parallel tasks (task t
+@threaded_loop()
+def _attention_row_tasks(a_s, a_t, kl, row_loss, grad):
+    """The shared map-row loop with the rows dealt round-robin to ATTENTION_TASKS tasks (task t
     takes rows t, t + TASKS, ...: each row is contiguous, so no two tasks share a cache line
     of a row they write)."""
     for task in numba.prange(ATTENTION_TASKS):  # uint64 in the parfor body: as int64, one compile
@@ -211,6 +212,6 @@ def kd_attention(student_attention, teacher_attention, kind="mse"):
     a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind)
     s2 = widen(a_s.reshape(-1, a_s.shape[-1]))  # (B*H*L, K)
     row_loss, grad = np.empty(s2.shape[0], dtype=s2.dtype), np.empty_like(s2)
-    _attention_rows_parallel(s2, widen(a_t.reshape(s2.shape)), kind == "kl", row_loss, grad)
+    _attention_row_tasks(s2.size, s2, widen(a_t.reshape(s2.shape)), kind == "kl", row_loss, grad)
     loss = row_loss.sum() / (s2.shape[0] if kind == "kl" else s2.size)
     return {"loss": np.full(1, loss, dtype=a_s.dtype), "grad": grad.reshape(a_s.shape).astype(a_s.dtype, copy=False)}

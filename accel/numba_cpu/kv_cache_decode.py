@@ -3,7 +3,8 @@ server's loop, the prefill chunk and then one token per step, each step rotating
 and keys by rotate-half RoPE at their positions (the rope kernel), appending keys and values
 to a preallocated cache, and attending its queries over the cache so far (the online
 attention kernel, bottom-right causal, key blocks of DECODE_KEY_BLOCK, each step's query
-rows spread over TASKS parallel tasks). Checked by the reference's kv_cache_decode_args; the
+rows dealt to TASKS tasks, which take the threads when the step is large enough:
+llmref.accel.numba_cpu._threads). Checked by the reference's kv_cache_decode_args; the
 steps and float64 cos/sin tables are the reference's, rounded once to the compute dtype;
 float16/bfloat16 inputs are widened to float32.
 """
@@ -12,6 +13,7 @@ import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
 from llmref.accel.numba_cpu.online_attention import online_rows
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.accel.numba_cpu.rope import rotate_rows
 from llmref.ref.kv_cache_decode import decode_rope_tables, decode_steps, kv_cache_decode_args
 
@@ -19,7 +21,7 @@ DECODE_KEY_BLOCK = 16  # keys per block of the online kernel when decoding throu
 TASKS = 16  # parallel tasks a step's query rows are dealt to (a decode step has B * Hq rows)
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _attend_step(q_rot, cache_k, cache_v, keep, start, stop, scale, zero, neg_inf, scores, out, lse):
     """online_rows of one step, the queries at positions start..stop-1 over the keys and values
     0..stop-1, bottom-right causal, its query rows dealt round-robin to scores.shape[0]
@@ -51,6 +53,6 @@ def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
         rotate_rows(wk[:, :, step], cos[:, step], sin[:, step], False, 0, 1, cache_k[:, :, step])
         cache_v[:, :, step] = wv[:, :, step]
         rotate_rows(wq[:, :, step], cos[:, step], sin[:, step], False, 0, 1, q_rot[:, :, step])
-        _attend_step(q_rot, cache_k, cache_v, keep, start, stop, acc.type(scale), acc.type(0),
+        _attend_step(batch * q.shape[1] * (stop - start) * stop * dim, q_rot, cache_k, cache_v, keep, start, stop, acc.type(scale), acc.type(0),
                      acc.type(-np.inf), scores, out, lse)
     return out.astype(q.dtype)

@@ -25,8 +25,8 @@ def kv_write(key, value, slot_mapping, k_cache, v_cache):
     for src, cache in ((key, k_cache), (value, v_cache)):
         cache = np.ascontiguousarray(cache)
         pool = np.empty_like(cache)
-        copy_rows(_words(cache, 2), _words(pool, 2))  # (slots, W words) each
-        scatter_rows(_words(np.ascontiguousarray(src), 1), slot_mapping.astype(np.int64),
+        copy_rows(pool.size, _words(cache, 2), _words(pool, 2))  # (slots, W words) each
+        scatter_rows(src.size, _words(np.ascontiguousarray(src), 1), slot_mapping.astype(np.int64),
                      _words(pool, 2))  # (T, W) into (slots, W)
         outputs.append(pool)
     return tuple(outputs)

@@ -4,9 +4,9 @@ the reference's lm_head_args.
 
 The product is a few token rows against a (V, D) matrix far larger than the caches (a
 decode step: T of 1-16, W of a quarter to a few GB), so its time is reading W once. The
-vocabulary rows are spread over threads (prange); each row of W is dotted against four token
-rows at a time while it sits in L1 (one load of W per four fused multiply-adds), the inner
-loop contiguous over d, its order of summation free, so LLVM vectorises it. The shared
+vocabulary rows are spread over threads (prange; llmref.accel.numba_cpu._threads); each
+row of W is dotted against four token rows at a time while it sits in L1 (one load of W per
+four fused multiply-adds), the inner loop contiguous over d, its order of summation free, so LLVM vectorises it. The shared
 scalar loop (llmref.accel.kernels.lm_head.logits, one dot per logit) is numba-cuda's; on
 the CPU it reads W T times and runs 5x slower than NumPy's BLAS.
 
@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import widen
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.lm_head import lm_head_args
 
 ROWS = 32  # vocabulary rows per prange iteration
@@ -52,7 +53,7 @@ def _dot1(h, t, w, v, zero):
     return a
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _logits(h, w, zero, out):
     """out[t, v] = sum_d h[t, d] w[v, d]; h (T, D), w (V, D), out (T, V)."""
     tokens, vocab = h.shape[0], w.shape[0]
@@ -77,7 +78,7 @@ def lm_head(h, embedding, output_weight, tied=False):
     rows = widen(h).reshape(math.prod(h.shape[:-1]), h.shape[-1])  # (T, D); T or D may be 0
     out = np.empty((rows.shape[0], w.shape[0]), rows.dtype)
     if out.size:
-        _logits(rows, w, rows.dtype.type(0), out)
+        _logits(rows.shape[0] * w.size, rows, w, rows.dtype.type(0), out)  # work: multiply-adds
     if rows.shape[0] == 0 or not np.isfinite(out).all():  # W unread, or a NaN/inf in it (or an overflow)
         lm_head_args(h, embedding, output_weight, tied)
     return out.reshape(h.shape[:-1] + (w.shape[0],)).astype(h.dtype, copy=False)

@@ -1,6 +1,6 @@
 """LayerNorm, RMSNorm and BatchNorm on numba-cpu (reference: llmref.ref.norm): the rows are
-spread over threads (prange), each running the shared passes of llmref.accel.kernels.norm
-over all of its values (the sums in any order, so they vectorise); BatchNorm's channels are
+spread over threads (prange; llmref.accel.numba_cpu._threads), each running the shared
+passes of llmref.accel.kernels.norm over all of its values (the sums in any order, so they vectorise); BatchNorm's channels are
 spread over threads, each taking the same two passes (mean, then squared deviations) and the
 normalisation
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
 from llmref.accel.kernels import norm as kernels
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.norm import batchnorm_args, layernorm_args, rmsnorm_args, running_statistics
 
 SUMS = {"reassoc", "nsz"}  # the row sums in any order, so that LLVM vectorises them
@@ -30,7 +31,7 @@ _layernorm_row = numba.njit(cache=True)(kernels.layernorm_row)
 _rmsnorm_row = numba.njit(cache=True)(kernels.rmsnorm_row)
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _layernorm_rows(x, weight, bias, eps, out):
     n = x.shape[1]
     for row in numba.prange(x.shape[0]):
@@ -40,7 +41,7 @@ def _layernorm_rows(x, weight, bias, eps, out):
         _layernorm_row(x, r, mean, inv_std, weight, bias, 0, 1, out)
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _rmsnorm_rows(x, weight, eps, weight_offset, out):
     for row in numba.prange(x.shape[0]):
         r = np.int64(row)  # uint64 in the parfor body: callees would compile twice
@@ -48,7 +49,7 @@ def _rmsnorm_rows(x, weight, eps, weight_offset, out):
         _rmsnorm_row(x, r, inv_rms, weight, weight_offset, 0, 1, out)
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "nsz"})  # sums in any order
+@threaded_loop(fastmath=SUMS)  # sums in any order
 def _channel_stats(x, mean, var):
     """mean[c] and var[c] (biased) of x[:, c, :], x (N, C, S); sums in float64."""
     count = x.shape[0] * x.shape[2]
@@ -67,7 +68,7 @@ def _channel_stats(x, mean, var):
         var[c] = squares / count
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _normalise_channels(x, mean, var, weight, bias, eps, out):
     """out[i, c, :] = (x[i, c, :] - mean[c]) * weight[c] / sqrt(var[c] + eps) + bias[c]."""
     channels = x.shape[1]
@@ -83,7 +84,7 @@ def _per_row(rows_fn, x, *operands):
     its compute dtype; the result in x's shape and dtype."""
     rows = widen(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (rows, n)
     out = np.empty_like(rows)
-    rows_fn(rows, *operands, out)
+    rows_fn(rows.size, rows, *operands, out)
     return out.reshape(x.shape).astype(x.dtype)
 
 
@@ -109,11 +110,11 @@ def batchnorm(x, weight, bias, running_mean, running_var, training=True, momentu
     cube = widen(x).reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))  # (N, C, S)
     if training:
         mean, var = np.empty_like(weight), np.empty_like(weight)
-        _channel_stats(cube, mean, var)
+        _channel_stats(cube.size, cube, mean, var)
         new_mean, new_var = running_statistics(running_mean, running_var, mean, var,
                                                cube.shape[0] * cube.shape[2], momentum)
     else:
         mean, var = new_mean, new_var = running_mean, running_var
     out = np.empty_like(cube)
-    _normalise_channels(cube, mean, var, weight, bias, cube.dtype.type(eps), out)
+    _normalise_channels(cube.size, cube, mean, var, weight, bias, cube.dtype.type(eps), out)
     return out.reshape(x.shape).astype(x.dtype), new_mean.astype(x.dtype), new_var.astype(x.dtype)

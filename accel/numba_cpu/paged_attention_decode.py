@@ -2,7 +2,7 @@
 
 Why this loop is not shared with numba-cuda (llmref.accel.numba_cuda.paged_attention_decode):
 the two walk the same sums in the order each machine reads memory best. Here one CPU thread
-takes a sequence (prange over the batch) and reads each of its blocks front to back, in the
+takes a sequence (prange over the batch; llmref.accel.numba_cpu._threads) and reads each of its blocks front to back, in the
 pool's own order (token, KV head, dim): every key and value row is read once, for all the
 query heads of its GQA group, while it is in cache. Walking one KV head at a time instead
 reads 512-byte pieces 4 kB apart from randomly placed blocks, which the prefetcher cannot
@@ -39,6 +39,7 @@ from numba import types
 from numba.extending import overload
 
 from llmref.accel._host import compute_dtype, widen
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.paged_attention_decode import check_read_rows, paged_attention_decode_args
 
 # Reassociation lets LLVM vectorise the dot products and row updates; no flag assumes
@@ -101,7 +102,7 @@ def _scale(c, y):
         y[e] *= c
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FAST)
+@threaded_loop(fastmath=FAST)
 def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusual):
     """out[b, h] = softmax(scale * K q) V over the tokens reached through block_tables[b];
     unusual[b] = whether a score or an output of sequence b is not finite."""
@@ -173,7 +174,7 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
         wk, wv = widen(k_cache), widen(v_cache)
     wq = widen(q)
     out, unusual = np.empty_like(wq), np.zeros(q.shape[0], dtype=np.bool_)
-    _paged_decode(wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out, unusual)
+    _paged_decode(int(seq_lens.sum()) * wk.shape[2] * wk.shape[3], wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out, unusual)
     if unusual.any():  # NaN or inf in a row read is an InputError; else an honest overflow
         check_read_rows("k_cache", k_cache, tables, seq_lens)
         check_read_rows("v_cache", v_cache, tables, seq_lens)

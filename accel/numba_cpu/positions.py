@@ -19,5 +19,5 @@ def learned_positions(table, positions):
     rows = np.ascontiguousarray(positions.reshape(-1), dtype=np.int64)  # (N,) flattened lookups
     bits = _BITS[table.dtype.itemsize]
     out = np.empty((rows.shape[0], table.shape[1]), dtype=bits)  # (N, D)
-    gather_rows(np.ascontiguousarray(table).view(bits), rows, out)
+    gather_rows(out.size, np.ascontiguousarray(table).view(bits), rows, out)
     return out.view(table.dtype).reshape(positions.shape + (table.shape[1],))  # (..., D)

@@ -1,19 +1,20 @@
 """ReLU on numba-cpu (reference: llmref.ref.relu): the shared element loop of
 llmref.accel.kernels.relu over contiguous chunks of the flat input, chunks spread across
-threads (prange); each chunk is its own (first = 0, step = 1) walk, a unit-stride loop LLVM
-vectorises. Checked by the reference's relu_args."""
+threads (prange; llmref.accel.numba_cpu._threads); each chunk is its own (first = 0,
+step = 1) walk, a unit-stride loop LLVM vectorises. Checked by the reference's relu_args."""
 import numba
 import numpy as np
 
 from llmref.accel._host import widen
 from llmref.accel.kernels import relu as kernels
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.relu import relu_args
 
 TASK = 16384  # elements per parallel task
 _relu_elements = numba.njit(cache=True)(kernels.relu_elements)
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _relu_chunks(x, out):
     """out[lo:hi] = relu(x[lo:hi]) for every TASK-element chunk, in parallel."""
     n = x.shape[0]
@@ -26,5 +27,5 @@ def relu(x):
     x = relu_args(x)
     flat = widen(x).reshape(-1)  # (n,)
     out = np.empty_like(flat)
-    _relu_chunks(flat, out)
+    _relu_chunks(flat.size, flat, out)
     return out.reshape(x.shape).astype(x.dtype, copy=False)

@@ -2,7 +2,8 @@
 reference's softmax_args / log_softmax_args; float16/bfloat16 rows are widened to float32
 (llmref.accel._host) and the result rounded once.
 
-The rows are spread over threads (prange). Each row takes the passes of
+The rows are spread over threads (prange) when there are enough of them
+(llmref.accel.numba_cpu._threads). Each row takes the passes of
 llmref.accel.kernels.softmax, written here so LLVM vectorises them:
 
     m = max_j x_j                                 (a vectorised max)
@@ -19,6 +20,7 @@ import numpy as np
 
 from llmref.accel._host import rows_along
 from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive, scratch
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
 
@@ -51,7 +53,7 @@ def _exp_sum_row(x, r, m, log, out):
     return s
 
 
-@numba.njit(cache=True, parallel=True)
+@threaded_loop()
 def _softmax_rows(x, log, out):
     for row in numba.prange(x.shape[0]):
         r = np.int64(row)  # uint64 in the parfor body: callees would compile twice
@@ -76,7 +78,7 @@ def _run(x, axis, log):
         return x.copy()
     rows, restore = rows_along(x, axis)  # (rows, n)
     out = np.empty_like(rows)
-    _softmax_rows(rows, log, out)
+    _softmax_rows(rows.size, rows, log, out)
     return restore(out)
 
 

@@ -1,4 +1,4 @@
-"""The W4A16 matmul as numba.njit loops, parallel over output columns (reference:
+"""The W4A16 matmul as numba.njit loops, threaded over output columns (reference:
 llmref.ref.w4a16_matmul). The argument checks are the reference's (w4a16_matmul_args).
 
 Why these loops are not llmref.accel.kernels.w4a16_matmul's (which numba-cuda runs): a CUDA
@@ -40,6 +40,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.w4a16_matmul import w4a16_matmul_args
 
 FAST = {"reassoc", "contract", "nsz"}  # reassociation for the sums; nothing assumes finiteness
@@ -62,7 +63,7 @@ def _codes_4(xv, at, a, word, zf, y):
             + (xv[a + 2, g, v, lane] * _centred(word, a + 2, zf, y) + xv[a + 3, g, v, lane] * _centred(word, a + 3, zf, y)))
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FAST)
+@threaded_loop(fastmath=FAST)
 def _w4a16_gemv(x_planes, words, scales, zeros, y):
     """The GEMV for groups of whole vectors of eight words (G a multiple of 64)."""
     n_cols, n_groups = scales.shape
@@ -87,7 +88,7 @@ def _w4a16_gemv(x_planes, words, scales, zeros, y):
             y[0, n] = total
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FAST)
+@threaded_loop(fastmath=FAST)
 def _w4a16_gemv_spread(x_planes, words, scales, zeros, group_size, y):
     """The GEMV for groups of whole words that are not whole vectors of eight (G = 32, say): each
     word's scale and zero-point are spread over a row buffer, so one loop covers the row."""
@@ -131,7 +132,7 @@ def _dot_even_odd(x_even, x_odd, lo, hi):
     return acc
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FAST)
+@threaded_loop(fastmath=FAST)
 def _w4a16_rows(x_even, x_odd, w_packed, scales, zeros, group_size, y):
     half = group_size // 2  # bytes per group
     for n in numba.prange(w_packed.shape[0]):
@@ -155,14 +156,15 @@ def w4a16_matmul(x, w_packed, scales, zeros, group_size=128):
     y = np.empty((x.shape[0], w_packed.shape[0]), compute_dtype(x.dtype))
     scales = widen(scales.astype(x.dtype, copy=False))  # rounded to x's dtype, as deployed
     w_packed, zeros = np.ascontiguousarray(w_packed), np.ascontiguousarray(zeros)
+    work = y.size * x.shape[1]  # multiply-adds
     if _gemv_fits(x, group_size):
         x_planes = np.ascontiguousarray(wx.reshape(-1, WORD).T)  # (8, K/8): x_planes[i, j] = x[0, 8j + i]
         words = w_packed.view(np.uint32)  # (N, K/8)
         if group_size % (WORD * LANES) == 0:
-            _w4a16_gemv(x_planes, words, scales, zeros, y)
+            _w4a16_gemv(work, x_planes, words, scales, zeros, y)
         else:
-            _w4a16_gemv_spread(x_planes, words, scales, zeros, group_size, y)
+            _w4a16_gemv_spread(work, x_planes, words, scales, zeros, group_size, y)
     else:
-        _w4a16_rows(np.ascontiguousarray(wx[:, 0::2]), np.ascontiguousarray(wx[:, 1::2]),  # (M, K/2) each
+        _w4a16_rows(work, np.ascontiguousarray(wx[:, 0::2]), np.ascontiguousarray(wx[:, 1::2]),  # (M, K/2) each
                     w_packed, scales, zeros, group_size, y)
     return y.astype(x.dtype, copy=False)
