@@ -7,7 +7,7 @@ import pytest
 from llmref import InputError
 from llmref.accel.cupy import w4a16_matmul as cupy_host
 from llmref.accel.cupy.w4a16_matmul import kernel_words
-from llmref.accel.numba_cpu import w4a16_matmul as fast
+from llmref.accel.numba_cpu import _threads, w4a16_matmul as fast
 from llmref.accel.numba_cuda import w4a16_matmul as cuda_w4
 from llmref.ref import w4a16_matmul as ref
 from llmref.ref._quant import pack_int4
@@ -85,11 +85,16 @@ def test_numba_w4a16_matches_the_reference_at_kernel_shapes(m, g, dtype):
 @pytest.mark.parametrize("m,g", [(1, 64), (1, 192), (1, 8), (1, 24), (1, 2), (1, 6), (2, 6), (4, 8), (5, 16),
                                  (9, 2)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numba_cpu_w4a16_every_loop_and_remainder(m, g, dtype):
+@pytest.mark.parametrize("threaded", [False, True], ids=["serial", "threaded"])
+def test_numba_cpu_w4a16_every_loop_and_remainder(m, g, dtype, threaded, monkeypatch):
     """M = 1 with groups of whole vectors of eight words (64 codes: three groups; 192: one group of
     three vectors) takes the vector GEMV, with groups of whole words (8 or 24 codes) the spread
-    GEMV; groups of 2 or 6 codes (not whole words) and every M > 1 take the row loop.
-    Each is held to the deterministic bound of a K-term dot product, |error| <= K u sum|x W|."""
+    GEMV; groups of 2 or 6 codes (not whole words) and every M > 1 take the row loop; each
+    loop's serial build, and its threaded one (these shapes are below llmref.accel.numba_cpu.
+    _threads.GRAIN). Each is held to the deterministic bound of a K-term dot product,
+    |error| <= K u sum|x W|."""
+    if threaded:
+        monkeypatch.setattr(_threads, "GRAIN", 0)
     k = 192  # a multiple of every g here, and of the 8 codes of a word
     ops = ref.w4a16_case(np.random.default_rng(m * 100 + g), M=m, K=k, N=13, GS=g)
     ops["x"], ops["scales"] = ops["x"].astype(dtype), ops["scales"].astype(dtype)
