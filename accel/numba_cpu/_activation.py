@@ -52,9 +52,10 @@ def elementwise_gated(elements, gate, up):
 
 
 @threaded_loop(fastmath={"contract"})  # fused multiply-adds
-def _times_sigmoid(a, s, up, tanh_form, gated, out):
-    """out[r, j] = a[r, j] * sigmoid(z) (* up[r, j] where gated), z = 2u(s[r, j]) in tanh
-    form, else s[r, j]. float32 (R, N) arrays, unit stride along N."""
+def _times_sigmoid(a, s, s_first, up, tanh_form, gated, out):
+    """out[r, j] = a[r, j] * sigmoid(z) (* up[r, j] where gated), z = 2u(s[r, s_first + j])
+    in tanh form, else s[r, s_first + j], for j < N. float32 C-contiguous arrays of R rows
+    (a and s at least N columns, s_first + N for s; up and out (R, N))."""
     rows, n = out.shape
     per_row = (n + TASK - 1) // TASK
     one = np.float32(1)
@@ -64,19 +65,22 @@ def _times_sigmoid(a, s, up, tanh_form, gated, out):
         for first in range(start, min(n, start + TASK), CHUNK):
             w = min(CHUNK, n - first)
             for i in range(w):
-                v = s[r, first + i]
+                v = s[r, s_first + first + i]
                 z = TWICE_SQRT_2_OVER_PI * (v + CUBIC * v * v * v) if tanh_form else v
                 t[i] = -abs(z)
             exp_nonpositive32(t, e, half, rest, w)  # e = exp(-|z|)
             for i in range(w):
-                y = a[r, first + i] * ((one if s[r, first + i] >= 0 else e[i]) / (one + e[i]))
+                y = a[r, first + i] * ((one if s[r, s_first + first + i] >= 0 else e[i]) / (one + e[i]))
                 out[r, first + i] = y * up[r, first + i] if gated else y
 
 
-def times_sigmoid(a, s, up=None, tanh_form=False):
-    """a * sigmoid(s or 2u(s)) (* up) of float32 (R, N) arrays, unit stride along N: (R, N)."""
-    out = np.empty(a.shape, np.float32)
-    _times_sigmoid(out.size, a, s, out if up is None else up, tanh_form, up is not None, out)
+def times_sigmoid(a, s, up=None, tanh_form=False, s_first=0):
+    """a * sigmoid(s or 2u(s)) (* up): (R, N) float32, N = a's columns less s_first, column j
+    from a[:, j] and s[:, s_first + j] (glu: a = s = the rows (R, 2H), s_first = H). Whole
+    C-contiguous arrays, never column views: one compilation serves every caller."""
+    n = a.shape[1] - s_first
+    out = np.empty((a.shape[0], n), np.float32)
+    _times_sigmoid(out.size, a, s, s_first, out if up is None else up, tanh_form, up is not None, out)
     return out
 
 

@@ -24,12 +24,12 @@ _geglu_elements = numba.njit(cache=True)(kernels.geglu_elements)
 def glu(x):
     x = glu_args(x)
     half = x.shape[-1] // 2
-    rows = widen(x).reshape(math.prod(x.shape[:-1]), 2 * half)  # (rows, 2H)
+    rows = np.ascontiguousarray(widen(x).reshape(math.prod(x.shape[:-1]), 2 * half))  # (rows, 2H)
     if x.dtype == np.float64:
         out = np.empty((rows.shape[0], half), rows.dtype)
         _glu_rows(rows, 0, 1, out)  # serial: float64 is the goldens' precision, not a hot path
     else:
-        out = times_sigmoid(rows[:, :half], rows[:, half:])  # (rows, H)
+        out = times_sigmoid(rows, rows, s_first=half)  # (rows, H)
     return out.reshape(x.shape[:-1] + (half,)).astype(x.dtype, copy=False)
 
 
