@@ -3,9 +3,10 @@
 (gguf_quantize_args). numba-cpu is its only backend, so the loop holds its math: ggml's
 reference quantizers in float32 (quantize_row_*_ref, no fused multiply-add).
 
-The blocks are spread over threads (prange; llmref.accel.numba_cpu._threads). Each block is read once and writes its bytes
-and its x_hat directly: the scale d (and Q4_1's minimum m), their fp16 bits (round to nearest
-even, from the float32 bits, as llmref.dtypes.round_to rounds), the codes from the float32 d,
+The blocks are spread over threads (prange; llmref.accel.numba_cpu._threads). Each block is
+read once and writes its bytes and its x_hat directly: the scale d (and Q4_1's minimum m),
+their fp16 bits (round to nearest even, from the float32 bits, as llmref.dtypes.round_to
+rounds), the codes from the float32 d,
 packed as they are made, and x_hat from the stored fp16 values. float32 input (and
 float16/bfloat16, which float32 holds exactly) is quantized in place; float64 input is rounded
 to float32 by llmref.dtypes.round_to first, as the reference does.

@@ -5,8 +5,9 @@ rounded once.
 kd_loss: the token rows are spread over threads (prange; llmref.accel.numba_cpu._threads)
 and read in place, each row writing its own row of the gradient: an invalid token (mask False
 or ignore_index) gets a zero row, a valid one its gradient already divided by n_valid, so no
-valid-row gather, no scatter and no rescaled copy are made (the reference's valid_rows / token_mean). The Hinton, forward-KL and
-reverse-KL rows are written here so LLVM vectorises them, in float64:
+valid-row gather, no scatter and no rescaled copy are made (the reference's valid_rows /
+token_mean). The Hinton, forward-KL and reverse-KL rows are written here so LLVM vectorises
+them, in float64:
 
     m_s = max z_s, m_t = max z_t               one pass over both rows
     e_s = exp(z_s / T - m_s / T), e_t = ...,    one pass: exps of t <= 0 in blocks of CHUNK

@@ -12,8 +12,8 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.accel.numba_cpu.online_attention import online_rows
 from llmref.accel.numba_cpu._threads import threaded_loop
+from llmref.accel.numba_cpu.online_attention import online_rows
 from llmref.accel.numba_cpu.rope import rotate_rows
 from llmref.ref.kv_cache_decode import decode_rope_tables, decode_steps, kv_cache_decode_args
 
@@ -53,6 +53,7 @@ def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
         rotate_rows(wk[:, :, step], cos[:, step], sin[:, step], False, 0, 1, cache_k[:, :, step])
         cache_v[:, :, step] = wv[:, :, step]
         rotate_rows(wq[:, :, step], cos[:, step], sin[:, step], False, 0, 1, q_rot[:, :, step])
-        _attend_step(batch * q.shape[1] * (stop - start) * stop * dim, q_rot, cache_k, cache_v, keep, start, stop, acc.type(scale), acc.type(0),
+        work = batch * q.shape[1] * (stop - start) * stop * dim  # the step's multiply-adds
+        _attend_step(work, q_rot, cache_k, cache_v, keep, start, stop, acc.type(scale), acc.type(0),
                      acc.type(-np.inf), scores, out, lse)
     return out.astype(q.dtype)

@@ -2,13 +2,13 @@
 accumulated in the compute dtype (float32 for float16/bfloat16) and rounded once. Checked by
 the reference's lm_head_args.
 
-The product is a few token rows against a (V, D) matrix far larger than the caches (a
-decode step: T of 1-16, W of a quarter to a few GB), so its time is reading W once. The
-vocabulary rows are spread over threads (prange; llmref.accel.numba_cpu._threads); each
-row of W is dotted against four token rows at a time while it sits in L1 (one load of W per
-four fused multiply-adds), the inner loop contiguous over d, its order of summation free, so LLVM vectorises it. The shared
-scalar loop (llmref.accel.kernels.lm_head.logits, one dot per logit) is numba-cuda's; on
-the CPU it reads W T times and runs 5x slower than NumPy's BLAS.
+The product is a few token rows against a (V, D) matrix far larger than the caches (a decode
+step: T of 1-16, W of a quarter to a few GB), so its time is reading W once. The vocabulary
+rows are spread over threads (prange; llmref.accel.numba_cpu._threads); each row of W is
+dotted against four token rows at a time while it sits in L1 (one load of W per four fused
+multiply-adds), the inner loop contiguous over d, its order of summation free, so LLVM
+vectorises it. The shared scalar loop (llmref.accel.kernels.lm_head.logits, one dot per logit)
+is numba-cuda's; on the CPU it reads W T times and runs 5x slower than NumPy's BLAS.
 
 W's values are checked by the product's own reading of them, not by a pass of their own
 (which read W a second time): with h finite, a NaN or inf anywhere in W makes every logit of

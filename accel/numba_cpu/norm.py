@@ -1,8 +1,8 @@
 """LayerNorm, RMSNorm and BatchNorm on numba-cpu (reference: llmref.ref.norm): the rows are
-spread over threads (prange; llmref.accel.numba_cpu._threads), each running the shared
-passes of llmref.accel.kernels.norm over all of its values (the sums in any order, so they vectorise); BatchNorm's channels are
-spread over threads, each taking the same two passes (mean, then squared deviations) and the
-normalisation
+spread over threads (prange; llmref.accel.numba_cpu._threads), each running the shared passes
+of llmref.accel.kernels.norm over all of its values (the sums in any order, so they
+vectorise); BatchNorm's channels are spread over threads, each taking the same two passes
+(mean, then squared deviations) and the normalisation
 
     mean_c = sum x[:, c, :] / (N S),   var_c = sum (x[:, c, :] - mean_c)^2 / (N S)
     y[i, c, :] = (x[i, c, :] - mean_c) * weight_c / sqrt(var_c + eps) + bias_c

@@ -2,13 +2,14 @@
 
 Why this loop is not shared with numba-cuda (llmref.accel.numba_cuda.paged_attention_decode):
 the two walk the same sums in the order each machine reads memory best. Here one CPU thread
-takes a sequence (prange over the batch; llmref.accel.numba_cpu._threads) and reads each of its blocks front to back, in the
-pool's own order (token, KV head, dim): every key and value row is read once, for all the
-query heads of its GQA group, while it is in cache. Walking one KV head at a time instead
-reads 512-byte pieces 4 kB apart from randomly placed blocks, which the prefetcher cannot
-follow (3.6x slower at 8 x 2048 tokens, GQA 32/8, d = 128). The GPU backend gives every
-(sequence, query head) a thread block whose threads split the head dimension (and the cupy
-backend adds split-K over the context). The math is the same online softmax either way.
+takes a sequence (prange over the batch; llmref.accel.numba_cpu._threads) and reads each of
+its blocks front to back, in the pool's own order (token, KV head, dim): every key and value
+row is read once, for all the query heads of its GQA group, while it is in cache. Walking one
+KV head at a time instead reads 512-byte pieces 4 kB apart from randomly placed blocks, which
+the prefetcher cannot follow (3.6x slower at 8 x 2048 tokens, GQA 32/8, d = 128). The GPU
+backend gives every (sequence, query head) a thread block whose threads split the head
+dimension (and the cupy backend adds split-K over the context). The math is the same online
+softmax either way.
 
 Per sequence and per block: the scores s[h, t] of every query head against the block's
 tokens, then one online-softmax rescale per head (running max m, running sum l, running
@@ -174,7 +175,8 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
         wk, wv = widen(k_cache), widen(v_cache)
     wq = widen(q)
     out, unusual = np.empty_like(wq), np.zeros(q.shape[0], dtype=np.bool_)
-    _paged_decode(int(seq_lens.sum()) * wk.shape[2] * wk.shape[3], wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out, unusual)
+    work = int(seq_lens.sum()) * wk.shape[2] * wk.shape[3]  # K elements read
+    _paged_decode(work, wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out, unusual)
     if unusual.any():  # NaN or inf in a row read is an InputError; else an honest overflow
         check_read_rows("k_cache", k_cache, tables, seq_lens)
         check_read_rows("v_cache", v_cache, tables, seq_lens)
