@@ -175,7 +175,8 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
         wk, wv = widen(k_cache), widen(v_cache)
     wq = widen(q)
     out, unusual = np.empty_like(wq), np.zeros(q.shape[0], dtype=np.bool_)
-    work = int(seq_lens.sum()) * wk.shape[2] * wk.shape[3]  # K elements read
+    # K elements read; one sequence is one iteration of the prange, which no thread can share
+    work = int(seq_lens.sum()) * wk.shape[2] * wk.shape[3] if q.shape[0] > 1 else 0
     _paged_decode(work, wq, wk, wv, tables, seq_lens, wq.dtype.type(scale), out, unusual)
     if unusual.any():  # NaN or inf in a row read is an InputError; else an honest overflow
         check_read_rows("k_cache", k_cache, tables, seq_lens)
