@@ -215,11 +215,11 @@ def run_bench(components=None, backends=None, dtypes=None, tiny=False, progress=
                     _record(r, timings[r["implementation"]], flops, bandwidth)
             reference = found[0]
             peers = [r for r in found if r.get("kind") == "peer" and "median_s" in r]
-            for r in found:
-                if "median_s" in r:
+            for r in (r for r in found if "median_s" in r):
+                if "median_s" in reference:  # else the reference's row says why it has no time
                     r["vs_reference"] = reference["median_s"] / r["median_s"]
-                    for p in peers:
-                        r[f"vs_{p['implementation']}"] = p["median_s"] / r["median_s"]
+                for p in peers:
+                    r[f"vs_{p['implementation']}"] = p["median_s"] / r["median_s"]
             rows += found
             if progress:
                 progress()

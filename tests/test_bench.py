@@ -194,3 +194,22 @@ def test_a_json_path_with_no_folder_is_refused_before_any_timing(tmp_path):
     result = subprocess.run([sys.executable, "-m", "llmref", "bench", "--component", "relu", "--json", str(target)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode != 0 and "--json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_reference_that_raises_is_named_and_the_others_still_timed(monkeypatch):
+    """The ratios to the reference need its time: without one, its row says why and the run
+    goes on (it had ended in a KeyError traceback)."""
+    import llmref.bench as bench
+    from llmref.spec import load_spec
+
+    real = bench.resolve
+    broken_target = load_spec("relu").ref
+
+    def broken(*_, **__):
+        raise ValueError("no such shape")
+
+    monkeypatch.setattr(bench, "resolve", lambda target, *a: broken if target == broken_target else real(target, *a))
+    rows = bench.run_bench(["relu"], ["numba-cpu"], ["float32"], tiny=True, repeats=1)["rows"]
+    reference, numba_cpu = rows[0], rows[1]
+    assert reference["implementation"] == "reference" and "ValueError: no such shape" in reference["skipped"]
+    assert numba_cpu["median_s"] > 0 and "vs_reference" not in numba_cpu
