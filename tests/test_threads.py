@@ -13,7 +13,7 @@ from llmref.accel.numba_cpu import _threads
 KERNEL = """
 import numba
 import numpy as np
-from llmref.accel.numba_cpu._threads import GRAIN, threaded_loop
+from llmref.accel.numba_cpu._threads import threaded_loop
 
 @threaded_loop()
 def thread_ids(out):
@@ -54,4 +54,3 @@ def test_a_cached_serial_build_is_not_loaded_as_the_threaded_one(tmp_path):
     assert _threads_used(tmp_path, 1) == 1  # the serial build, now cached
     assert _threads_used(tmp_path, _threads.GRAIN) == 2
     assert _threads_used(tmp_path, 1) == 1  # and the other way round
-
