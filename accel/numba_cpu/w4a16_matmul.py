@@ -19,7 +19,8 @@ every weight is the exact integer q - z until a scale multiplies it. Two loops:
   are viewed as (N, groups, vectors per group, 8 lanes). The loop over the 8 lanes has a
   constant trip count, so LLVM unrolls it and its SLP vectoriser packs the lanes into one
   AVX2 vector: each group's scale and zero-point are scalars broadcast once, and the 8 lane
-  sums stay in registers across the whole row. `_w4a16_gemv_spread` otherwise (G = 32):
+  sums stay in registers across the whole row. SLP needs the arrays not to overlap, so a task's
+  columns are a function of their own (_gemv_columns, a prange_body) in both builds. `_w4a16_gemv_spread` otherwise (G = 32):
   each word's scale and zero-point are first spread over a row buffer, so that one vector
   loop covers the row (a 4-lane _w4a16_gemv for G = 32 stayed scalar: SLP did not pack it,
   7.2 against 2.3 ms). Measured in one process on the bench shape (4096 x 4096, G = 128, two
@@ -40,7 +41,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import compute_dtype, widen
-from llmref.accel.numba_cpu._threads import threaded_loop
+from llmref.accel.numba_cpu._threads import prange_body, threaded_loop
 from llmref.ref.w4a16_matmul import w4a16_matmul_args
 
 FAST = {"reassoc", "contract", "nsz"}  # reassociation for the sums; nothing assumes finiteness
@@ -63,6 +64,27 @@ def _codes_4(xv, at, a, word, zf, y):
             + (xv[a + 2, g, v, lane] * _centred(word, a + 2, zf, y) + xv[a + 3, g, v, lane] * _centred(word, a + 3, zf, y)))
 
 
+@prange_body(fastmath=FAST)
+def _gemv_columns(xv, w, scales, zeros, y, n0, n1):
+    """y[0, n] for the columns n0 <= n < n1 (_w4a16_gemv's arrays, already viewed by vector)."""
+    n_groups, vectors = w.shape[1], w.shape[2]
+    acc = np.empty((2, LANES), y.dtype)  # codes 0-3 and codes 4-7 of each lane
+    for n in range(n0, n1):
+        for lane in range(LANES):
+            acc[0, lane] = acc[1, lane] = 0.0
+        for g in range(n_groups):
+            s, zf = scales[n, g], np.int32(zeros[n, g])
+            for v in range(vectors):
+                for lane in range(LANES):
+                    word, at = w[n, g, v, lane], (g, v, lane)
+                    acc[0, lane] += s * _codes_4(xv, at, 0, word, zf, y)
+                    acc[1, lane] += s * _codes_4(xv, at, 4, word, zf, y)
+        total = y.dtype.type(0.0)
+        for lane in range(LANES):
+            total += acc[0, lane] + acc[1, lane]
+        y[0, n] = total
+
+
 @threaded_loop(fastmath=FAST)
 def _w4a16_gemv(x_planes, words, scales, zeros, y):
     """The GEMV for groups of whole vectors of eight words (G a multiple of 64)."""
@@ -71,21 +93,7 @@ def _w4a16_gemv(x_planes, words, scales, zeros, y):
     w = words.reshape(n_cols, n_groups, vectors, LANES)  # no index below is negative, so none is
     xv = x_planes.reshape(WORD, n_groups, vectors, LANES)  # tested for wrap-around: SLP packs the lanes
     for task in numba.prange(TASKS):
-        acc = np.empty((2, LANES), y.dtype)  # codes 0-3 and codes 4-7 of each lane
-        for n in range(task * n_cols // TASKS, (task + 1) * n_cols // TASKS):
-            for lane in range(LANES):
-                acc[0, lane] = acc[1, lane] = 0.0
-            for g in range(n_groups):
-                s, zf = scales[n, g], np.int32(zeros[n, g])
-                for v in range(vectors):
-                    for lane in range(LANES):
-                        word, at = w[n, g, v, lane], (g, v, lane)
-                        acc[0, lane] += s * _codes_4(xv, at, 0, word, zf, y)
-                        acc[1, lane] += s * _codes_4(xv, at, 4, word, zf, y)
-            total = y.dtype.type(0.0)
-            for lane in range(LANES):
-                total += acc[0, lane] + acc[1, lane]
-            y[0, n] = total
+        _gemv_columns(xv, w, scales, zeros, y, task * n_cols // TASKS, (task + 1) * n_cols // TASKS)
 
 
 @threaded_loop(fastmath=FAST)
