@@ -64,14 +64,17 @@ def _times_sigmoid(a, s, s_first, up, tanh_form, gated, out):
         t, e, half, rest = scratch32()
         for first in range(start, min(n, start + TASK), CHUNK):
             w = min(CHUNK, n - first)
+            # (w,) views of the block: an index from 0 is never negative, so the loads are
+            # contiguous vectors (s[r, s_first + first + i] was gathered, lane by lane)
+            sb, ab, ub, ob = s[r, s_first + first:][:w], a[r, first:], up[r, first:], out[r, first:]
             for i in range(w):
-                v = s[r, s_first + first + i]
+                v = sb[i]
                 z = TWICE_SQRT_2_OVER_PI * (v + CUBIC * v * v * v) if tanh_form else v
                 t[i] = -abs(z)
             exp_nonpositive32(t, e, half, rest, w)  # e = exp(-|z|)
             for i in range(w):
-                y = a[r, first + i] * ((one if s[r, s_first + first + i] >= 0 else e[i]) / (one + e[i]))
-                out[r, first + i] = y * up[r, first + i] if gated else y
+                y = ab[i] * ((one if sb[i] >= 0 else e[i]) / (one + e[i]))
+                ob[i] = y * ub[i] if gated else y
 
 
 def times_sigmoid(a, s, up=None, tanh_form=False, s_first=0):
