@@ -6,7 +6,7 @@ The rows are spread over threads (prange) when there are enough of them
 (llmref.accel.numba_cpu._threads). Each row takes the passes of
 llmref.accel.kernels.softmax, written here so LLVM vectorises them:
 
-    m = max_j x_j                                 (a vectorised max)
+    m = max_j x_j                                 (a vectorised max of integer keys)
     s = sum_j exp(x_j - m)                         (blocks of CHUNK: llmref.accel.numba_cpu._exp,
                                                     summed in float64 in any order)
     y_j = exp(x_j - m) / s   or   (x_j - m) - log s
@@ -24,14 +24,27 @@ from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
 
-@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
-def _row_max(x, r):
-    """max_j x[r, j]; the order of comparisons is free (no NaN reaches here)."""
-    m = -np.inf
-    for j in range(x.shape[1]):
-        v = x[r, j]
-        m = v if v > m else m
-    return m
+@numba.njit(cache=True)
+def _row_max(x, bits, r):
+    """max_j x[r, j] through integer keys of x's bits (bits: x viewed as int32 or int64),
+
+        key(b) = b ^ ((b >> (w - 1)) & (2^(w - 1) - 1)),   x < x' <=> key(b) < key(b'),
+
+    which leave positive floats as they are and reverse the order of the negative ones; the
+    key is its own inverse. LLVM vectorises this integer max, not the float one (numba sets no
+    fast-math flags on the select of `v if v > m else m`, so that loop ran one lane: 1.1 ms
+    against 0.18 ms for 16 rows of 128256 floats). No NaN or +inf reaches here (rejected by
+    softmax_args); -inf is the least key."""
+    row = bits[r]
+    low = row.dtype.type(np.iinfo(row.dtype).max)  # 2^(w-1) - 1
+    shift = row.dtype.type(8 * row.itemsize - 1)
+    m = row.dtype.type(np.iinfo(row.dtype).min)
+    for j in range(row.shape[0]):
+        k = row[j] ^ ((row[j] >> shift) & low)
+        m = k if k > m else m
+    found = np.empty(1, row.dtype)
+    found[0] = m ^ ((m >> shift) & low)
+    return found.view(x.dtype)[0]
 
 
 @numba.njit(cache=True, fastmath={"contract"})  # fused multiply-adds in exp's polynomial
@@ -54,10 +67,10 @@ def _exp_sum_row(x, r, m, log, out):
 
 
 @threaded_loop()
-def _softmax_rows(x, log, out):
+def _softmax_rows(x, bits, log, out):
     for row in numba.prange(x.shape[0]):
         r = np.int64(row)  # uint64 in the parfor body: callees would compile twice
-        m = np.float64(_row_max(x, r))
+        m = np.float64(_row_max(x, bits, r))
         if m == -np.inf:  # all -inf: -inf - (-inf) is NaN, by definition
             out[r, :] = np.nan
             continue
@@ -78,7 +91,8 @@ def _run(x, axis, log):
         return x.copy()
     rows, restore = rows_along(x, axis)  # (rows, n)
     out = np.empty_like(rows)
-    _softmax_rows(rows.size, rows, log, out)
+    bits = rows.view(np.int32 if rows.dtype == np.float32 else np.int64)  # (rows, n): float32 or float64
+    _softmax_rows(rows.size, rows, bits, log, out)
     return restore(out)
 
 
