@@ -67,10 +67,11 @@ def _exp_terms(zs, zt, r, inv_t, ms, mt, m1, hinton, ea, eb, ec):
     s1 = 0.0
     for j0 in range(0, vocab, CHUNK):
         w = min(CHUNK, vocab - j0)
+        zs_block, zt_block = zs[r, j0:], zt[r, j0:]  # indices from 0: no wrap-around test
         for i in range(w):
-            x = np.float64(zs[r, j0 + i])
+            x = np.float64(zs_block[i])
             ta[i] = x * inv_t - ms
-            tb[i] = np.float64(zt[r, j0 + i]) * inv_t - mt
+            tb[i] = np.float64(zt_block[i]) * inv_t - mt
             tc[i] = x - m1
         exp_nonpositive(ta, ea[j0:j0 + w], half, rest, w)
         ss += block_sum(ea[j0:j0 + w], w)

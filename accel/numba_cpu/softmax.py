@@ -54,15 +54,16 @@ def _exp_sum_row(x, r, m, log, out):
     s = 0.0
     for j0 in range(0, x.shape[1], CHUNK):
         w = min(CHUNK, x.shape[1] - j0)
-        for i in range(w):
-            t[i] = np.float64(x[r, j0 + i]) - m
+        xb, ob = x[r, j0:], out[r, j0:]  # the block's views: an index from 0 is never
+        for i in range(w):  # negative, so x[r, j0 + i]'s wrap-around test (which kept
+            t[i] = np.float64(xb[i]) - m  # these loops scalar: 2x slower) is gone
             if log:
-                out[r, j0 + i] = t[i]
+                ob[i] = t[i]
         exp_nonpositive(t, e, half, rest, w)
         s += block_sum(e, w)
         if not log:
             for i in range(w):
-                out[r, j0 + i] = e[i]
+                ob[i] = e[i]
     return s
 
 
