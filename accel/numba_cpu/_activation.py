@@ -26,7 +26,7 @@ import numpy as np
 
 from llmref.accel._host import widen
 from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive32, scratch32
-from llmref.accel.numba_cpu._threads import threaded_loop
+from llmref.accel.numba_cpu._threads import prange_body, threaded_loop
 from llmref.ref._activation import GELU_TANH_CUBIC, SQRT_2_OVER_PI
 
 TASK = 16 * CHUNK  # elements per parallel task
@@ -51,30 +51,41 @@ def elementwise_gated(elements, gate, up):
     return out.reshape(gate.shape).astype(gate.dtype, copy=False)
 
 
-@threaded_loop(fastmath={"contract"})  # fused multiply-adds
+@prange_body(fastmath={"contract"}, error_model="numpy")  # fused multiply-adds; 1 + e >= 1
+def _times_sigmoid_task(a, s, s_first, up, tanh_form, gated, out, r, start, stop):
+    """_times_sigmoid's columns start <= j < stop of row r. A function of its own, whose
+    arrays are noalias (a = s, and up = out when not gated, are only read or never read, as
+    noalias allows), so that its loops vectorise in the serial build too: with out possibly
+    overlapping four inputs, LLVM left the division loop scalar. numba's default error model
+    tests every float division for a zero divisor (to raise ZeroDivisionError), which keeps a
+    loop scalar too; 1 + e is never zero, so NumPy's model (no test) changes nothing else."""
+    one = np.float32(1)
+    t, e, half, rest = scratch32()
+    for first in range(start, stop, CHUNK):
+        w = min(CHUNK, stop - first)
+        # (w,) views of the block: an index from 0 is never negative, so the loads are
+        # contiguous vectors (s[r, s_first + first + i] was gathered, lane by lane)
+        sb, ab, ub, ob = s[r, s_first + first:][:w], a[r, first:], up[r, first:], out[r, first:]
+        for i in range(w):
+            v = sb[i]
+            z = TWICE_SQRT_2_OVER_PI * (v + CUBIC * v * v * v) if tanh_form else v
+            t[i] = -abs(z)
+        exp_nonpositive32(t, e, half, rest, w)  # e = exp(-|z|)
+        for i in range(w):
+            y = ab[i] * ((one if sb[i] >= 0 else e[i]) / (one + e[i]))
+            ob[i] = y * ub[i] if gated else y
+
+
+@threaded_loop()
 def _times_sigmoid(a, s, s_first, up, tanh_form, gated, out):
     """out[r, j] = a[r, j] * sigmoid(z) (* up[r, j] where gated), z = 2u(s[r, s_first + j])
     in tanh form, else s[r, s_first + j], for j < N. float32 C-contiguous arrays of R rows
     (a and s at least N columns, s_first + N for s; up and out (R, N))."""
     rows, n = out.shape
     per_row = (n + TASK - 1) // TASK
-    one = np.float32(1)
     for task in numba.prange(rows * per_row):
         r, start = task // per_row, (task % per_row) * TASK
-        t, e, half, rest = scratch32()
-        for first in range(start, min(n, start + TASK), CHUNK):
-            w = min(CHUNK, n - first)
-            # (w,) views of the block: an index from 0 is never negative, so the loads are
-            # contiguous vectors (s[r, s_first + first + i] was gathered, lane by lane)
-            sb, ab, ub, ob = s[r, s_first + first:][:w], a[r, first:], up[r, first:], out[r, first:]
-            for i in range(w):
-                v = sb[i]
-                z = TWICE_SQRT_2_OVER_PI * (v + CUBIC * v * v * v) if tanh_form else v
-                t[i] = -abs(z)
-            exp_nonpositive32(t, e, half, rest, w)  # e = exp(-|z|)
-            for i in range(w):
-                y = ab[i] * ((one if sb[i] >= 0 else e[i]) / (one + e[i]))
-                ob[i] = y * ub[i] if gated else y
+        _times_sigmoid_task(a, s, s_first, up, tanh_form, gated, out, r, start, min(n, start + TASK))
 
 
 def times_sigmoid(a, s, up=None, tanh_form=False, s_first=0):
