@@ -34,11 +34,3 @@ def scatter_rows(src, slots, pool):
             r = slots[t]
             for k in range(src.shape[1]):
                 pool[r, k] = src[t, k]
-
-
-@threaded_loop()
-def copy_rows(src, out):
-    """out[r, :] = src[r, :] for every row, in parallel (a copy with every core's bandwidth)."""
-    for r in numba.prange(src.shape[0]):
-        for k in range(src.shape[1]):
-            out[r, k] = src[r, k]
