@@ -7,7 +7,7 @@ the error a float32 angle carries (sinusoidal_positions_bound, derived as rope_b
 import numpy as np
 
 from llmref.ref.rope import (LIBM_ERROR, RopeScaling, angle_roundoff, even_width,
-                             inverse_frequencies, powers, rope_inv_freq_error)
+                             inverse_frequencies, rope_inv_freq_error)
 from llmref.validate import float_array, int_array, positive
 
 
@@ -18,7 +18,7 @@ def sinusoidal_positions(positions, dim=16, base=10000.0):
     sec. 3.5); tensor2tensor instead concatenates all sines then all cosines.
     """
     positions = sinusoidal_positions_args(positions, dim, base)
-    inv_freq = 1.0 / powers(base, np.arange(0, dim, 2, dtype=np.float64) / dim)  # (dim/2,)
+    inv_freq, _ = inverse_frequencies(dim, 0, RopeScaling(base=base))  # (dim/2,): base^(-2i/dim)
     angle = positions.astype(np.float64)[..., None] * inv_freq  # (..., dim/2)
     pe = np.stack([np.sin(angle), np.cos(angle)], axis=-1)  # (..., dim/2, 2)
     return pe.reshape(*positions.shape, dim)  # (..., dim): sin, cos, sin, cos, ...

@@ -19,13 +19,14 @@ every weight is the exact integer q - z until a scale multiplies it. Two loops:
   are viewed as (N, groups, vectors per group, 8 lanes). The loop over the 8 lanes has a
   constant trip count, so LLVM unrolls it and its SLP vectoriser packs the lanes into one
   AVX2 vector: each group's scale and zero-point are scalars broadcast once, and the 8 lane
-  sums stay in registers across the whole row. SLP needs the arrays not to overlap, so a task's
-  columns are a function of their own (_gemv_columns, a prange_body) in both builds. `_w4a16_gemv_spread` otherwise (G = 32):
-  each word's scale and zero-point are first spread over a row buffer, so that one vector
-  loop covers the row (a 4-lane _w4a16_gemv for G = 32 stayed scalar: SLP did not pack it,
-  7.2 against 2.3 ms). Measured in one process on the bench shape (4096 x 4096, G = 128, two
-  cores): 0.65-0.76 ms a call for _w4a16_gemv against 0.80-0.93 ms for _w4a16_gemv_spread,
-  whose buffers store 8 bytes per 4-byte word read (0.20-0.27 ms of its time).
+  sums stay in registers across the whole row. SLP needs the arrays not to overlap, so a
+  task's columns are a function of their own (_gemv_columns, a prange_body) in both builds.
+  `_w4a16_gemv_spread` otherwise (G = 32): each word's scale and zero-point are first spread
+  over a row buffer, so that one vector loop covers the row (a 4-lane _w4a16_gemv for
+  G = 32 stayed scalar: SLP did not pack it, 7.2 against 2.3 ms). Measured in one process
+  on the bench shape (4096 x 4096, G = 128, two cores): 0.65-0.76 ms a call for _w4a16_gemv
+  against 0.80-0.93 ms for _w4a16_gemv_spread, whose buffers store 8 bytes per 4-byte word
+  read (0.20-0.27 ms of its time).
 - Otherwise (`_w4a16_rows`: M > 1, or groups that split a word): each column n first
   dequantises its packed row into two buffers in the compute dtype, which all M rows then use,
 
