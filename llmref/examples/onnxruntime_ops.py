@@ -15,6 +15,7 @@ padded to whole bytes). y = A (dequantized B)^T with (q - zero_point) * scale.
 """
 import ctypes
 
+import numba
 import numpy as np
 from onnx import TensorProto, helper
 
@@ -158,8 +159,11 @@ def w4a16_matmul_prepacked(x, w_packed, scales, zeros, group_size):
             numpy_helper.from_array(blocks, "b"),
             numpy_helper.from_array(np.ascontiguousarray(scales), "scales"),
             numpy_helper.from_array(pack_zero_points(zeros), "zero_points")])
-        # onnxruntime's default thread pool (every core), as numba's and torch's
-        session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        # as many threads as numba's pool (NUMBA_NUM_THREADS, every core unless set): onnxruntime
+        # reads no environment variable for it, and its default pool ignores a one-thread run
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = numba.config.NUMBA_NUM_THREADS
+        session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
         _SESSIONS.clear()
         _SESSIONS.update(key=key, session=session)
     return _SESSIONS["session"].run(None, {"a": np.ascontiguousarray(x)})[0]
