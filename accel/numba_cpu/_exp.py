@@ -66,6 +66,32 @@ def exp_nonpositive(t, e, half, rest, n):
         e[i] = e[i] * half_scale[i] * rest_scale[i]
 
 
+@numba.njit(inline="always")
+def _exp_reduced_to32(r):
+    """exp(r) for |r| <= ln2/2 to float32's accuracy: the Taylor series to r^7, Horner form."""
+    return 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
+        1 / 720 + r * (1 / 5040)))))))
+
+
+@numba.njit(inline="always")
+def exp_nonpositive_to32(t, e, n):
+    """e[:n] = exp(t[:n]) for t <= 0, in float64, for results that are rounded to float32
+    next: exp_nonpositive with the series cut at r^7 (truncation 5.5e-9 relative, a tenth of
+    float32's unit roundoff) and t clamped at -708, so that 2^k is a normal float64 and one
+    scale does (what it changes, below 2^-1021, is 0 in float32). t[:n] is overwritten."""
+    for i in range(n):
+        x = max(t[i], -708.0)
+        y = x * LOG2E + SHIFTER
+        k = y - SHIFTER
+        e[i] = _exp_reduced_to32((x - k * LN2_HI) - k * LN2_LO)
+        t[i] = y
+    bits = t.view(np.int64)
+    for i in range(n):  # t becomes 2^k: its bits (k + 1023) << 52
+        bits[i] = (bits[i] - SHIFTER_BITS + 1023) << 52
+    for i in range(n):
+        e[i] = e[i] * t[i]
+
+
 @numba.njit(cache=True, fastmath={"reassoc", "nsz"})
 def block_sum(e, n):
     """sum_i e[i] for i < n, in float64, in whatever order vectorises (the sum of a block of

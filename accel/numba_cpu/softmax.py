@@ -8,7 +8,8 @@ llmref.accel.kernels.softmax, written here so LLVM vectorises them:
 
     m = max_j x_j                                 (a vectorised max of integer keys)
     s = sum_j exp(x_j - m)                         (blocks of CHUNK: llmref.accel.numba_cpu._exp,
-                                                    summed in float64 in any order)
+                                                    in float64, to float32's accuracy for
+                                                    float32 rows; summed in any order)
     y_j = exp(x_j - m) / s   or   (x_j - m) - log s
 
 A row that is all -inf has no distribution: NaN, as the reference gives.
@@ -19,7 +20,7 @@ import numba
 import numpy as np
 
 from llmref.accel._host import rows_along
-from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive, scratch
+from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive, exp_nonpositive_to32, scratch
 from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.softmax import log_softmax_args, softmax_args
 
@@ -49,7 +50,9 @@ def _row_max(x, bits, r):
 
 @numba.njit(cache=True, fastmath={"contract"})  # fused multiply-adds in exp's polynomial
 def _exp_sum_row(x, r, m, log, out):
-    """sum_j exp(x[r, j] - m); out[r, j] becomes x[r, j] - m (log) or exp(x[r, j] - m)."""
+    """sum_j exp(x[r, j] - m); out[r, j] becomes x[r, j] - m (log) or exp(x[r, j] - m). The
+    exponentials are float64's to float32 accuracy when out is float32."""
+    to32 = out.itemsize == 4
     t, e, half, rest = scratch()
     s = 0.0
     for j0 in range(0, x.shape[1], CHUNK):
@@ -59,7 +62,10 @@ def _exp_sum_row(x, r, m, log, out):
             t[i] = np.float64(xb[i]) - m  # these loops scalar: 2x slower) is gone
             if log:
                 ob[i] = t[i]
-        exp_nonpositive(t, e, half, rest, w)
+        if to32:
+            exp_nonpositive_to32(t, e, w)
+        else:
+            exp_nonpositive(t, e, half, rest, w)
         s += block_sum(e, w)
         if not log:
             for i in range(w):
