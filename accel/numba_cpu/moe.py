@@ -1,7 +1,8 @@
 """MoE routing and the MoE layer on numba-cpu (reference: llmref.ref.moe).
 
-Routing, capacity and the balance terms are the shared loops of llmref.accel.kernels.moe
-over every token and expert. The layer's expert GEMMs are not: numba-cpu sorts the kept
+Routing is the shared loop of llmref.accel.kernels.moe over every token; capacity and the
+balance terms are one pass over the assignments here (the shared loop visits them once per
+expert, as numba-cuda's threads do). The layer's expert GEMMs are not shared either: numba-cpu sorts the kept
 assignments by expert (dispatch, compiled) and runs one SwiGLU GEMM chain per expert on its
 gathered rows through NumPy's BLAS (numba's own `@` would need SciPy, and a hand-written
 row-dot loop was 10x slower than the reference), the down projection written in place into
@@ -30,7 +31,28 @@ from llmref.accel.kernels import moe as kernels
 from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
 _route_tokens = numba.njit(cache=True)(kernels.route_tokens)
-_capacity_and_balance = numba.njit(cache=True)(kernels.capacity_and_balance)
+
+
+@numba.njit(cache=True)
+def _capacity_and_balance(idx, probs, capacity, kept, balance):
+    """kernels.capacity_and_balance in one slot-major pass over the assignments, each expert's
+    load counted as it goes, and P_e summed over the tokens in the same order (float64): the
+    shared loop, one expert per CUDA thread, reads every assignment once per expert (256 x
+    32768 on the bench shape: 10 ms, against 0.2 ms here)."""
+    tokens, k = idx.shape
+    experts = probs.shape[1]
+    load = np.zeros(experts, np.int64)
+    for j in range(k):
+        for t in range(tokens):
+            e = idx[t, j]
+            kept[t, j] = 1 if capacity < 0 or load[e] < capacity else 0
+            load[e] += 1
+    p = np.zeros(experts)  # (E,) float64
+    for t in range(tokens):
+        for e in range(experts):
+            p[e] += probs[t, e]
+    for e in range(experts):
+        balance[e] = load[e] / (tokens * k) * (p[e] / tokens)
 
 
 def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
@@ -45,7 +67,7 @@ def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_fac
                   np.empty((tokens, n_group), dt), idx, weights, probs, lse_sq)
     kept, balance = np.empty((tokens, top_k), np.int8), np.empty(experts, dt)
     capacity = math.ceil(capacity_factor * tokens * top_k / experts) if capacity_factor else -1
-    _capacity_and_balance(idx, probs, capacity, 0, 1, kept, balance)
+    _capacity_and_balance(idx, probs, capacity, kept, balance)
     return idx, weights, kept.astype(bool), experts * balance.sum(), lse_sq.mean()
 
 
