@@ -26,6 +26,18 @@ def test_kv_cache_decode_equals_full_causal_attention(hq, hkv, prefill_len):
     np.testing.assert_allclose(decoded, full, rtol=1e-12, atol=1e-12)
 
 
+def test_numba_cpu_steps_on_both_sides_of_the_blas_threshold_match_the_reference():
+    """The prefill and the decode steps past numba_cpu's BLAS_WORK go through the blocked
+    (BLAS) attention, the smaller steps through the row kernel: here the prefill, the steps to
+    a cache of 128 keys, and the ones after (8 heads of dim 64: 512 multiply-adds a key)."""
+    assert 8 * 64 * 101 <= numba_cpu_decode.BLAS_WORK < 8 * 64 * 160  # the case straddles it
+    rng = np.random.default_rng(7)
+    q, k, v = qkv(rng, b=1, hq=8, hkv=2, lq=160, lk=160, d=64)
+    expected = kv_cache_decode(q, k, v, prefill_len=100)
+    np.testing.assert_allclose(numba_cpu_decode.kv_cache_decode(q, k, v, prefill_len=100), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("impl", DECODE, ids=BACKENDS)
 def test_bad_decode_input_names_the_argument(impl):
     q = np.zeros((1, 2, 3, 4))
