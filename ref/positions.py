@@ -36,13 +36,22 @@ def learned_positions(table, positions):
     """out[..., :] = table[positions[...], :]: a learned absolute position embedding is a
     row lookup (GPT-2's wpe); a position outside [0, len(table)) is an error, not a wrap."""
     table, positions = learned_positions_args(table, positions)
-    return table[positions]  # (..., D)
+    rows = table[positions]  # (..., D)
+    check_read_rows(rows)
+    return rows
 
 
 def learned_positions_args(table, positions):
-    """Validated (table (P, D), integer positions in [0, P)); backends check through this."""
-    table = float_array("table", table, ndim=2)
+    """Validated (table (P, D), integer positions in [0, P)); backends check through this,
+    and then run check_read_rows on the rows they read: table's values are not looked at here."""
+    table = float_array("table", table, ndim=2, allow_nan=True, allow_inf=True)
     return table, int_array("positions", positions, low=0, high=table.shape[0])
+
+
+def check_read_rows(rows):
+    """No NaN or inf in rows = table[positions], the only rows a lookup reads (as the embedding
+    checks only the rows its ids read)."""
+    float_array("table", rows)
 
 
 def sinusoidal_positions_bound(dtype, positions, dim=16, base=10000.0):

@@ -53,6 +53,25 @@ def test_learned_positions_copies_the_rows_bit_for_bit(impl, dtype):
     np.testing.assert_array_equal(out.view(bits), table.view(bits)[positions])
 
 
+@pytest.mark.parametrize("impl", LEARNED, ids=BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_learned_positions_rejects_inf_and_nan_only_in_the_rows_it_reads(impl, dtype):
+    """The spec's convention: a NaN or inf is an error naming table in a row that positions
+    reads, at any place in the row; rows no position reads are not looked at."""
+    from llmref.dtypes import numpy_dtype
+
+    table = np.arange(4 * 37, dtype=np.float64).reshape(4, 37).astype(numpy_dtype(dtype))
+    table[[1, 3], 5] = [np.nan, -np.inf]  # rows 1 and 3, which no position reads
+    positions = np.array([[0, 2, 2]])
+    np.testing.assert_array_equal(impl(table, positions), table[positions])
+    for value in (np.inf, -np.inf, np.nan):
+        for column in (0, 36):
+            bad = table.copy()
+            bad[2, column] = value
+            with pytest.raises(InputError, match="^table:"):
+                impl(bad, positions)
+
+
 def test_other_position_encodings_reject_bad_input():
     with pytest.raises(InputError, match="^positions:"):
         learned_positions(np.zeros((4, 3)), np.array([[0, 4]]))
