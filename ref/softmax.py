@@ -11,16 +11,18 @@ import numpy as np
 from llmref.validate import axis_index, float_array
 
 
-def softmax_args(x, axis):
+def softmax_args(x, axis, values=True):
     """Validated (x, axis) of softmax, axis normalised to [0, x.ndim); every backend checks
-    through this."""
-    x = float_array("x", x, min_ndim=1, allow_neg_inf=True)
+    through this. With values=False x's values are not read (a backend that finds a NaN or
+    +inf in its own pass over x calls again with values=True for the error)."""
+    special = {} if values else {"allow_nan": True, "allow_inf": True}
+    x = float_array("x", x, min_ndim=1, allow_neg_inf=True, **special)
     return x, axis_index("axis", axis, x.ndim)
 
 
-def log_softmax_args(x, axis):
+def log_softmax_args(x, axis, values=True):
     """Validated (x, axis) of log_softmax; the same rules as softmax_args."""
-    return softmax_args(x, axis)
+    return softmax_args(x, axis, values)
 
 
 def softmax(x, axis=-1):

@@ -90,3 +90,31 @@ def test_bad_input_names_the_argument_on_every_backend(component, backend):
                           (np.ones((2, 3), np.float32), 1.0, "axis")):
         with pytest.raises(llmref.InputError, match=f"^{name}:"):
             fn(x=x, axis=axis)
+
+
+@pytest.mark.parametrize("component", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
+def test_numba_cpu_finds_nan_and_inf_anywhere_in_its_max_pass(component, dtype):
+    """numba-cpu reads x's values only in its row-max pass: a NaN of either sign or a +inf at
+    any place of a long row (vector bodies, tails, past a CHUNK) is the error naming x that
+    softmax_args gives, while -inf, the least valid value, is not."""
+    from llmref.backends import availability, implementation
+    from llmref.dtypes import numpy_dtype
+    from llmref.spec import load_spec, resolve
+
+    ok, why = availability("numba-cpu")
+    if not ok:
+        pytest.skip(f"numba-cpu unavailable: {why}")
+    spec = load_spec(component)
+    fn, ref = implementation(spec, "numba-cpu"), resolve(spec.ref)
+    x = np.linspace(-3.0, 3.0, 3 * 1031).reshape(3, 1031).astype(numpy_dtype(dtype))
+    x[1, ::7] = -np.inf
+    np.testing.assert_allclose(fn(x=x, axis=-1).astype(np.float64),  # the float64 reference
+                               ref(x=x.astype(np.float64), axis=-1), rtol=1e-2, atol=1e-6)
+    negative_nan = -np.abs(np.float64(np.nan))
+    for value in (np.nan, negative_nan, np.inf):
+        for row, column in ((0, 0), (1, 513), (2, 1030)):
+            bad = x.copy()
+            bad[row, column] = value
+            with pytest.raises(llmref.InputError, match="^x:"):
+                fn(x=bad, axis=-1)

@@ -41,10 +41,8 @@ import math
 
 import numba
 import numpy as np
-from numba import types
-from numba.extending import overload
 
-from llmref.accel.numba_cpu._exp import CHUNK, exp_nonpositive, exp_nonpositive32
+from llmref.accel.numba_cpu._exp import CHUNK, bits_like, exp_block
 
 SPAN = 1024  # keys per matrix product (rounded down to whole key blocks, at least one)
 ROWS = 1024  # query rows per tile, the heads of a group together (G * T)
@@ -55,32 +53,10 @@ TILE_ELEMENTS = 1 << 20  # at most this many scores per tile (T shrinks for huge
 FAST = {"reassoc", "contract", "nsz"}
 
 
-def _exp_block(t, e, half, rest, n):
-    """e[:n] = exp(t[:n]) for t <= 0 at t's dtype (t overwritten)."""
-
-
-@overload(_exp_block, inline="always")
-def _exp_block_impl(t, e, half, rest, n):
-    if t.dtype == types.float32:
-        return lambda t, e, half, rest, n: exp_nonpositive32(t, e, half, rest, n)
-    return lambda t, e, half, rest, n: exp_nonpositive(t, e, half, rest, n)
-
-
-def _bits_like(t):
-    """The integer dtype of t's width (the exponent scratch of _exp)."""
-
-
-@overload(_bits_like, inline="always")
-def _bits_like_impl(t):
-    if t.dtype == types.float32:
-        return lambda t: np.empty(CHUNK, np.int32)
-    return lambda t: np.empty(CHUNK, np.int64)
-
-
 @numba.njit(cache=True, fastmath={"contract"})  # no reassoc: it would undo _exp's rounding
 def _exp_chunk(t, e, half, rest, n):
     """e[:n] = exp(t[:n]) for t <= 0 (t overwritten)."""
-    _exp_block(t, e, half, rest, n)
+    exp_block(t, e, half, rest, n)
 
 
 @numba.njit(fastmath=FAST, inline="always")
@@ -193,7 +169,7 @@ def _weights(s, j0, i0, tile, len_q, len_k, causal, window, keep, kept_first, ke
     rescaled here unless fresh (nothing accumulated yet: O = W V follows)."""
     rows, n = s.shape
     t, e = np.empty(CHUNK, s.dtype), np.empty(CHUNK, s.dtype)
-    half, rest = _bits_like(s), _bits_like(s)
+    half, rest = bits_like(s), bits_like(s)
     n_blocks = (n + block - 1) // block
     maxes, rescales, sums = (np.empty(n_blocks, s.dtype), np.empty(n_blocks, s.dtype),
                              np.empty(n_blocks, s.dtype))

@@ -24,6 +24,8 @@ results within one subnormal step.
 """
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 CHUNK = 512  # elements per block: the four float64/int64 blocks stay in L1
 LOG2E = 1.4426950408889634
@@ -66,32 +68,6 @@ def exp_nonpositive(t, e, half, rest, n):
         e[i] = e[i] * half_scale[i] * rest_scale[i]
 
 
-@numba.njit(inline="always")
-def _exp_reduced_to32(r):
-    """exp(r) for |r| <= ln2/2 to float32's accuracy: the Taylor series to r^7, Horner form."""
-    return 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-        1 / 720 + r * (1 / 5040)))))))
-
-
-@numba.njit(inline="always")
-def exp_nonpositive_to32(t, e, n):
-    """e[:n] = exp(t[:n]) for t <= 0, in float64, for results that are rounded to float32
-    next: exp_nonpositive with the series cut at r^7 (truncation 5.5e-9 relative, a tenth of
-    float32's unit roundoff) and t clamped at -708, so that 2^k is a normal float64 and one
-    scale does (what it changes, below 2^-1021, is 0 in float32). t[:n] is overwritten."""
-    for i in range(n):
-        x = max(t[i], -708.0)
-        y = x * LOG2E + SHIFTER
-        k = y - SHIFTER
-        e[i] = _exp_reduced_to32((x - k * LN2_HI) - k * LN2_LO)
-        t[i] = y
-    bits = t.view(np.int64)
-    for i in range(n):  # t becomes 2^k: its bits (k + 1023) << 52
-        bits[i] = (bits[i] - SHIFTER_BITS + 1023) << 52
-    for i in range(n):
-        e[i] = e[i] * t[i]
-
-
 @numba.njit(cache=True, fastmath={"reassoc", "nsz"})
 def block_sum(e, n):
     """sum_i e[i] for i < n, in float64, in whatever order vectorises (the sum of a block of
@@ -100,12 +76,6 @@ def block_sum(e, n):
     for i in range(n):
         s += e[i]
     return s
-
-
-@numba.njit(inline="always")
-def scratch():
-    """The four blocks exp_nonpositive works in: (t, e, half, rest)."""
-    return np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK, np.int64), np.empty(CHUNK, np.int64)
 
 
 @numba.njit(inline="always")
@@ -141,3 +111,26 @@ def scratch32():
     """The four blocks exp_nonpositive32 works in: (t, e, half, rest)."""
     return (np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32),
             np.empty(CHUNK, np.int32))
+
+
+def exp_block(t, e, half, rest, n):
+    """e[:n] = exp(t[:n]) for t <= 0 at t's dtype: exp_nonpositive32 for float32 blocks,
+    exp_nonpositive otherwise (t overwritten; half, rest: bits_like(t))."""
+
+
+@overload(exp_block, inline="always")
+def _exp_block_impl(t, e, half, rest, n):
+    if t.dtype == types.float32:
+        return lambda t, e, half, rest, n: exp_nonpositive32(t, e, half, rest, n)
+    return lambda t, e, half, rest, n: exp_nonpositive(t, e, half, rest, n)
+
+
+def bits_like(t):
+    """A block of CHUNK integers of t's width (the exponent scratch of exp_block)."""
+
+
+@overload(bits_like, inline="always")
+def _bits_like_impl(t):
+    if t.dtype == types.float32:
+        return lambda t: np.empty(CHUNK, np.int32)
+    return lambda t: np.empty(CHUNK, np.int64)
