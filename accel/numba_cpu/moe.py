@@ -110,9 +110,14 @@ def _dispatch(idx, kept, experts):
 
 def _swiglu_rows(x, w_gate, w_up, w_down, out):
     """out = W_down (silu(W_gate x) * (W_up x)) for the rows of x (n, D): one GEMM per
-    projection, out (n, D)."""
-    g = x @ w_gate.T  # (n, F)
-    np.matmul(g / (1 + np.exp(-g)) * (x @ w_up.T), w_down.T, out=out)
+    projection, out (n, D). The products are taken transposed, W times the columns x^T, so
+    that both operands of each GEMM are row-major as stored: OpenBLAS (NumPy's) ran
+    x @ W.T slower (n = 64, D = 1024, F = 2048 on one thread: a gate projection 3.65 against
+    3.03 ms). The bench's layer, measured in one process: 103-113 ms against 110-118 ms on
+    one thread, 59-62 against 66-72 ms on two."""
+    xt = np.ascontiguousarray(x.T)  # (D, n)
+    g = w_gate @ xt  # (F, n)
+    np.matmul(w_down, g / (1 + np.exp(-g)) * (w_up @ xt), out=out.T)  # (D, n) into out's columns
 
 
 @numba.njit(cache=True)
