@@ -209,6 +209,8 @@ def _tile_columns(xe_blocks, xo_blocks, w_packed, scales, zeros, half, y, n0, n1
 
 @threaded_loop(fastmath=FAST)
 def _w4a16_tiles(xe_blocks, xo_blocks, w_packed, scales, zeros, group_size, y):
+    """y (M, N) += x W^T for x's even and odd features cut into K blocks (_blocks), the
+    output columns dealt to TASKS parallel tasks of _tile_columns (y starts at zero)."""
     n_cols = y.shape[1]
     for task in numba.prange(TASKS):
         _tile_columns(xe_blocks, xo_blocks, w_packed, scales, zeros, group_size // 2, y,
