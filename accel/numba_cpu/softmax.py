@@ -13,13 +13,14 @@ llmref.accel.kernels.softmax, written here so LLVM vectorises them:
                                                     in any order)
     y_j = exp(x_j - m) / s   or   (x_j - m) - log s
 
-A float32 row is computed in float32, as torch's CPU softmax computes it: x_j - m rounded
-once (it is exact when x_j >= m / 2) and exp_nonpositive32 (1.7 ulps), so an element with
-t = x_j - m carries about (|t| + 3) ulps of relative error. That is far inside the spec's
-atol (rtol times the row's largest y): the element's error relative to max y is at most
-(|t| + 3) u exp(t) <= 3.4 u. The float32 exp takes eight lanes a vector where float64's took
-four: on one thread 16 rows of 128,256 took 1.6-2.4 ms against 2.9-3.8 ms through float64
-exponentials (the reference: 2.5-3.3 ms), measured in one process.
+A float32 row is computed in float32, as torch's CPU softmax computes it: t = x_j - m
+rounded once (an error of at most u |t|, u = 2^-24; none where x_j and m are within a factor
+of two, Sterbenz), exp_nonpositive32 (1.7 ulps, 3.4 u) and two more roundings, of 1 / s to
+float32 and of the product, so an element carries at most about (|t| + 5.4) u of relative
+error. Relative to the row's largest y = 1 / s that is (|t| + 5.4) u exp(t) <= 5.4 u, where
+the spec allows 4 sqrt(N) u (atol, rtol times max |y|). The float32 exp takes eight lanes a
+vector where float64's took four: on one thread 16 rows of 128,256 took 1.6-2.4 ms against
+2.9-3.8 ms through float64 exponentials (the reference: 2.5-3.3 ms), measured in one process.
 
 A row that is all -inf has no distribution: NaN, as the reference gives.
 """
