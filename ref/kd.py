@@ -210,17 +210,24 @@ def kd_feature(student_features, teacher_features, projection):
             "grad_projection": residual.T @ h_s / n}  # (Dt, Ds)
 
 
-def kd_attention_args(student_attention, teacher_attention, kind):
+def kd_attention_args(student_attention, teacher_attention, kind, values=True):
     """Validated (A_s, A_t) of kd_attention, in the student's dtype: shape, sign, kind and KL
     support, and no empty axis (a map row of length 0 is no distribution, and the loss is a
-    mean over rows); every backend checks through this."""
-    a_s = float_array("student_attention", student_attention, ndim=4)
+    mean over rows); every backend checks through this. With values=False the maps' values
+    are not read (no NaN, inf, sign or support check): a backend that finds a NaN, inf or
+    negative entry in its own pass over the maps calls again with values=True for the error."""
+    special = {} if values else {"allow_nan": True, "allow_inf": True}
+    a_s = float_array("student_attention", student_attention, ndim=4, **special)
     if a_s.size == 0:
         raise InputError(f"student_attention: is empty (shape {a_s.shape}); the loss is a mean "
                          "over map rows")
-    a_t = float_array("teacher_attention", teacher_attention, ndim=4).astype(a_s.dtype, copy=False)
+    a_t = float_array("teacher_attention", teacher_attention, ndim=4, **special).astype(a_s.dtype, copy=False)
     if a_t.shape != a_s.shape:
         raise InputError(f"teacher_attention: shape {a_t.shape} differs from student_attention {a_s.shape}")
+    if not values:
+        if kind not in ATTENTION_KINDS:
+            raise InputError(f"kind: must be one of {ATTENTION_KINDS}, got {kind!r}")
+        return a_s, a_t
     if (a_s < 0).any():
         raise InputError("student_attention: attention maps must be non-negative")
     if (a_t < 0).any():

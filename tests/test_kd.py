@@ -4,6 +4,7 @@ take the test runner down)."""
 import numpy as np
 import pytest
 
+import llmref
 from llmref.accel.numba_cpu import kd as kd_cpu
 from llmref.ref import kd
 from llmref.spec import resolve
@@ -251,6 +252,17 @@ BAD = {
          "student_attention"),
         ("empty_keys", {"student_attention": np.zeros((1, 1, 2, 0)), "teacher_attention": np.zeros((1, 1, 2, 0)),
                         "kind": "mse"}, "student_attention"),
+        # mse: numba-cpu reads the values in its own pass and asks kd_attention_args for the error
+        ("mse_student_nan", {"student_attention": np.array([[[[0.5, np.nan], [0.5, 0.5]]]]), "kind": "mse"},
+         "student_attention"),
+        ("mse_teacher_inf", {"teacher_attention": np.array([[[[0.5, 0.5], [np.inf, 0.5]]]]), "kind": "mse"},
+         "teacher_attention"),
+        ("mse_both_nan", {"student_attention": np.full((1, 1, 2, 2), np.nan),
+                          "teacher_attention": np.full((1, 1, 2, 2), np.nan), "kind": "mse"}, "student_attention"),
+        ("mse_student_negative", {"student_attention": np.array([[[[0.5, -0.5], [0.5, 0.5]]]]), "kind": "mse"},
+         "student_attention"),
+        ("mse_teacher_negative", {"teacher_attention": np.array([[[[0.5, 0.5], [0.5, -1e-30]]]]), "kind": "mse"},
+         "teacher_attention"),
     ]),
 }
 
@@ -283,3 +295,27 @@ def test_zero_width_features_are_a_plain_loss(backend):
     out = resolve(f"{BACKENDS[backend]}:kd_feature")(np.zeros((2, 0)), h_t, np.zeros((4, 0)))
     np.testing.assert_allclose(out["loss"], [(h_t ** 2).sum() / 4])
     assert out["grad_student"].shape == (2, 0) and out["grad_projection"].shape == (4, 0)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_mse_attention_finds_bad_values_anywhere_in_long_rows_and_lets_an_overflow_stand(backend):
+    """A NaN, inf or negative entry at the start, past a vector body or at the tail of a
+    1031-wide map row is the error naming its map; -0.0 is not negative; and finite maps
+    whose squares overflow float32 give the reference's inf loss, not an error."""
+    _available(backend)
+    fn, ref = resolve(f"{BACKENDS[backend]}:kd_attention"), kd.kd_attention
+    maps = kd.attention_maps_case(np.random.default_rng(0), 1, 2, 3, 1031)
+    a_s, a_t = (maps[k].astype(np.float32) for k in ("student_attention", "teacher_attention"))
+    a_s[0, 1, 2, 7] = -0.0
+    out, expected = fn(a_s, a_t, kind="mse"), ref(a_s.astype(np.float64), a_t.astype(np.float64), kind="mse")
+    np.testing.assert_allclose(out["grad"], expected["grad"], rtol=1e-6, atol=1e-12)
+    for name, value in (("student_attention", np.nan), ("student_attention", -1e-3),
+                        ("teacher_attention", np.inf), ("teacher_attention", -np.inf)):
+        for place in ((0, 0, 0, 0), (0, 1, 1, 517), (0, 1, 2, 1030)):
+            bad = {"student_attention": a_s.copy(), "teacher_attention": a_t.copy()}
+            bad[name][place] = value
+            with pytest.raises(llmref.InputError, match=f"^{name}:"):
+                fn(**bad, kind="mse")
+    huge = np.full((1, 1, 2, 2), 3e38, np.float32)
+    loss = fn(huge, np.zeros_like(huge), kind="mse")["loss"]
+    assert np.isinf(loss).all() and np.isinf(ref(huge, np.zeros_like(huge), kind="mse")["loss"]).all()

@@ -22,8 +22,11 @@ so each element takes three exponentials (two without the hard term), none recom
 
 The generalized JSD at 0 < beta < 1 runs the shared row loop (llmref.accel.kernels.kd.kd_rows,
 numba-cuda's too) on each of its rows, in the same prange. kd_feature's three matrix products
-are NumPy's BLAS at the compute dtype; kd_attention runs the shared row loop, its rows dealt
-to parallel tasks.
+are NumPy's BLAS at the compute dtype. kd_attention's rows are dealt to parallel tasks: an MSE
+row is one vectorised pass (_mse_row) that also counts negative entries, and a NaN or inf
+shows in its loss, so the maps' values are read once (a hit sends the call back to
+kd_attention_args for its error: where it finds none, the squares overflowed and the loss
+stands); a KL row runs the shared row loop, its maps checked first.
 """
 import math
 
@@ -33,7 +36,7 @@ import numpy as np
 from llmref.accel._host import widen
 from llmref.accel.kernels import kd as kernels
 from llmref.accel.numba_cpu._exp import CHUNK, block_sum, exp_nonpositive
-from llmref.accel.numba_cpu._threads import threaded_loop
+from llmref.accel.numba_cpu._threads import prange_body, threaded_loop
 from llmref.ref.kd import KINDS, kd_attention_args, kd_feature_args, kd_loss_args, valid_tokens
 
 _kd_rows = numba.njit(cache=True)(kernels.kd_rows)
@@ -201,19 +204,49 @@ def kd_feature(student_features, teacher_features, projection):
             "grad_projection": grad_projection.astype(dtype, copy=False)}
 
 
+@prange_body(fastmath={"reassoc", "nsz"})  # the row's sum in any order
+def _mse_row(a_s, a_t, scale, grad):
+    """(sum_j (a_s[j] - a_t[j])^2, the number of negative entries in a_s and a_t), each square
+    in the compute dtype and summed in float64 (as kernels.attention_rows sums), and
+    grad[j] = scale (a_s[j] - a_t[j]), scale = 2 / (R K): one vectorised pass over the row.
+    The shared loop's 2 diff / (R K) divides every element and branches on the kind inside
+    the row, which kept it scalar."""
+    loss = 0.0
+    negative = 0
+    for j in range(a_s.shape[0]):
+        diff = a_s[j] - a_t[j]
+        loss += diff * diff
+        grad[j] = diff * scale
+        negative += (a_s[j] < 0) + (a_t[j] < 0)
+    return loss, negative
+
+
 @threaded_loop()
 def _attention_row_tasks(a_s, a_t, kl, row_loss, grad):
-    """The shared map-row loop with the rows dealt round-robin to ATTENTION_TASKS tasks (task t
-    takes rows t, t + TASKS, ...: each row is contiguous, so no two tasks share a cache line
-    of a row they write)."""
+    """The map rows dealt round-robin to ATTENTION_TASKS tasks (task t takes rows t, t + TASKS,
+    ...: each row is contiguous, so no two tasks share a cache line of a row they write): the
+    KL rows through the shared row loop, the MSE rows through _mse_row. Returns how many MSE
+    rows hold a negative entry or have a loss that is not finite (a NaN or inf in the maps,
+    or squares that overflowed)."""
+    unusual = 0
     for task in numba.prange(ATTENTION_TASKS):  # uint64 in the parfor body: as int64, one compile
-        _attention_rows(a_s, a_t, kl, np.int64(task), ATTENTION_TASKS, row_loss, grad)
+        if kl:
+            _attention_rows(a_s, a_t, kl, np.int64(task), ATTENTION_TASKS, row_loss, grad)
+        else:
+            scale = 2.0 / a_s.size
+            for r in range(np.int64(task), a_s.shape[0], ATTENTION_TASKS):
+                loss, negative = _mse_row(a_s[r], a_t[r], scale, grad[r])
+                row_loss[r] = loss
+                unusual += negative > 0 or not abs(loss) < np.inf
+    return unusual
 
 
 def kd_attention(student_attention, teacher_attention, kind="mse"):
-    a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind)
+    # the MSE rows read the maps' values themselves (_mse_row); the KL rows are checked first
+    a_s, a_t = kd_attention_args(student_attention, teacher_attention, kind, values=kind != "mse")
     s2 = widen(a_s.reshape(-1, a_s.shape[-1]))  # (B*H*L, K)
     row_loss, grad = np.empty(s2.shape[0], dtype=s2.dtype), np.empty_like(s2)
-    _attention_row_tasks(s2.size, s2, widen(a_t.reshape(s2.shape)), kind == "kl", row_loss, grad)
+    if _attention_row_tasks(s2.size, s2, widen(a_t.reshape(s2.shape)), kind == "kl", row_loss, grad):
+        kd_attention_args(student_attention, teacher_attention, kind)  # the error; else an overflow
     loss = row_loss.sum() / (s2.shape[0] if kind == "kl" else s2.size)
     return {"loss": np.full(1, loss, dtype=a_s.dtype), "grad": grad.reshape(a_s.shape).astype(a_s.dtype, copy=False)}
