@@ -1,6 +1,7 @@
 """MoE routing and the MoE layer on numba-cpu (reference: llmref.ref.moe).
 
-Routing is the shared loop of llmref.accel.kernels.moe over every token; capacity and the
+Routing is the shared loop of llmref.accel.kernels.moe over every token, the tokens in
+contiguous ranges spread across threads (prange; llmref.accel.numba_cpu._threads); capacity and the
 balance terms are one pass over the assignments here (the shared loop visits them once per
 expert, as numba-cuda's threads do). The layer's expert GEMMs are not shared either: numba-cpu sorts the kept
 assignments by expert (dispatch, compiled) and runs one SwiGLU GEMM chain per expert on its
@@ -28,9 +29,11 @@ import numpy as np
 
 from llmref.accel._host import widen
 from llmref.accel.kernels import moe as kernels
+from llmref.accel.numba_cpu._threads import threaded_loop
 from llmref.ref.moe import METHODS, moe_layer_args, moe_router_args
 
 _route_tokens = numba.njit(cache=True)(kernels.route_tokens)
+ROUTE_TASKS = 16  # parallel tasks the tokens are dealt to, in contiguous ranges
 
 
 @numba.njit(cache=True)
@@ -55,6 +58,20 @@ def _capacity_and_balance(idx, probs, capacity, kept, balance):
         balance[e] = load[e] / (tokens * k) * (p[e] / tokens)
 
 
+@threaded_loop()
+def _route_token_ranges(logits, bias, method, top_k, n_group, topk_group, scale, scores, choice,
+                        group_score, idx, weights, probs, lse_sq):
+    """The shared routing loop over ROUTE_TASKS contiguous ranges of tokens, in parallel: each
+    token's rows are its own, and a range of whole tokens shares no cache line of a small row
+    (idx, weights) with another range's but at its ends, where every-n-th tokens would share
+    most of them."""
+    tokens = logits.shape[0]
+    for task in numba.prange(ROUTE_TASKS):
+        a, b = task * tokens // ROUTE_TASKS, (task + 1) * tokens // ROUTE_TASKS
+        _route_tokens(logits[a:b], bias, method, top_k, n_group, topk_group, scale, 0, 1, scores[a:b],
+                      choice[a:b], group_score[a:b], idx[a:b], weights[a:b], probs[a:b], lse_sq[a:b])
+
+
 def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_factor,
             capacity_factor):
     """(expert ids, weights, kept, aux_loss, z_loss) of checked compute-dtype logits (T, E)."""
@@ -62,9 +79,9 @@ def _router(logits, bias, method, top_k, n_group, topk_group, routed_scaling_fac
     idx = np.empty((tokens, top_k), np.int64)
     weights = np.empty((tokens, top_k), dt)
     probs, lse_sq = np.empty_like(logits), np.empty(tokens, dt)
-    _route_tokens(logits, bias, METHODS.index(method), top_k, n_group, topk_group,
-                  float(routed_scaling_factor), 0, 1, np.empty_like(logits), np.empty_like(logits),
-                  np.empty((tokens, n_group), dt), idx, weights, probs, lse_sq)
+    _route_token_ranges(logits.size, logits, bias, METHODS.index(method), top_k, n_group, topk_group,
+                        float(routed_scaling_factor), np.empty_like(logits), np.empty_like(logits),
+                        np.empty((tokens, n_group), dt), idx, weights, probs, lse_sq)
     kept, balance = np.empty((tokens, top_k), np.int8), np.empty(experts, dt)
     capacity = math.ceil(capacity_factor * tokens * top_k / experts) if capacity_factor else -1
     _capacity_and_balance(idx, probs, capacity, kept, balance)
