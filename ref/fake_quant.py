@@ -11,13 +11,19 @@ from llmref.validate import float_array, integer, positive
 
 
 def fake_quant_args(x, grad_y, scale, zero_point, quant_min, quant_max):
-    """Validated (x, grad_y) of fake_quant: the same shape, a finite positive scale, integer
-    zero_point, quant_min < quant_max and quant_min <= zero_point <= quant_max."""
+    """Validated (x, grad_y) of fake_quant: the same shape, a finite positive scale (also once
+    rounded to x's dtype, where it is used), integer zero_point, quant_min < quant_max and
+    quant_min <= zero_point <= quant_max."""
     x = float_array("x", x)
     grad_y = float_array("grad_y", grad_y)
     if grad_y.shape != x.shape:
         raise InputError(f"grad_y: has shape {grad_y.shape}, expected the shape of x {x.shape}")
     positive("scale", scale)
+    with np.errstate(over="ignore"):  # an overflow to inf is the error below
+        rounded = x.dtype.type(scale)
+    if not 0 < rounded < np.inf:
+        raise InputError(f"scale: {scale!r} rounds to {float(rounded)} at {x.dtype}, where the "
+                         "codes are computed; it must stay finite and positive")
     for name, value in (("zero_point", zero_point), ("quant_min", quant_min), ("quant_max", quant_max)):
         integer(name, value)
     if not quant_min < quant_max:

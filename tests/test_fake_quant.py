@@ -30,6 +30,21 @@ def test_fake_quant_rejects_bad_params(impl, kwargs, name):
         impl(x, x, **kwargs)
 
 
+@pytest.mark.parametrize("impl", [ref.fake_quant, fast.fake_quant])
+@pytest.mark.parametrize("dtype,scale", [("float32", 1e-50), ("float32", 2.0**-150), ("float32", 1e39),
+                                         ("bfloat16", 1e-41), ("float16", 1e-8), ("float16", 7e4)])
+def test_fake_quant_rejects_a_scale_that_rounds_to_zero_or_inf_at_the_dtype(impl, dtype, scale):
+    """The spec's convention: positive and finite as given is not enough; x / S at x's dtype
+    would be NaN or inf (the numba loop once raised ZeroDivisionError here)."""
+    from llmref.dtypes import numpy_dtype
+
+    x = RNG.normal(size=6).astype(numpy_dtype(dtype))
+    with pytest.raises(InputError, match="^scale:"):
+        impl(x, x, scale=scale)
+    smallest = float(np.finfo(np.float32).smallest_subnormal)
+    np.testing.assert_array_equal(impl(x.astype(np.float32), x.astype(np.float32), scale=smallest)[1], 0.0)
+
+
 def test_fake_quant_rejects_mismatched_gradients():
     x = RNG.normal(size=6)
     for impl in (ref.fake_quant, fast.fake_quant):
