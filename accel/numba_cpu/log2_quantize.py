@@ -1,6 +1,7 @@
-"""Power-of-two quantization as a numba.njit loop over slices, spread across threads (prange;
-llmref.accel.numba_cpu._threads) (reference: llmref.ref.log2_quantize). The argument checks and the slice layout are the reference's
-(log2_quantize_args); the scale and codes are the shared math of
+"""Power-of-two quantization as a numba.njit loop over slices (reference:
+llmref.ref.log2_quantize), the slices spread across threads (prange;
+llmref.accel.numba_cpu._threads). The argument checks and the slice layout are the
+reference's (log2_quantize_args); the scale and codes are the shared math of
 llmref.accel.kernels.log2_quantize.
 """
 import numba

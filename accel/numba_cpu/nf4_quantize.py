@@ -1,5 +1,5 @@
-"""NF4 quantization as a numba.njit loop over blocks, spread across threads (prange;
-llmref.accel.numba_cpu._threads) (reference: llmref.ref.nf4_quantize).
+"""NF4 quantization as a numba.njit loop over blocks (reference: llmref.ref.nf4_quantize),
+the blocks spread across threads (prange; llmref.accel.numba_cpu._threads).
 
 The argument checks are the reference's (nf4_quantize_args); the absmax, nearest codes and
 packing are the shared math of llmref.accel.kernels.nf4_quantize.
