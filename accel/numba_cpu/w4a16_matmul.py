@@ -27,6 +27,16 @@ every weight is the exact integer q - z until a scale multiplies it. Two loops:
   on the bench shape (4096 x 4096, G = 128, two cores): 0.65-0.76 ms a call for _w4a16_gemv
   against 0.80-0.93 ms for _w4a16_gemv_spread, whose buffers store 8 bytes per 4-byte word
   read (0.20-0.27 ms of its time).
+
+  What bounds _w4a16_gemv on one core is the vector units, not memory: its inner loop is
+  about 40 vector instructions per 32 packed bytes (7 shifts, 7 masks, 8 zero-point
+  subtractions, 8 int-to-float conversions, 10 multiplies or multiply-adds; inspect_asm),
+  and it ran at about 14 cycles per 32 bytes (1.07-1.15 ms a call on the bench shape, clock
+  3.5 GHz from a loop of dependent adds), near what four vector pipes issue with the
+  multiplies on two of them; a plain read of the 8 MB of words took 0.12 ms. The same loop on
+  512-bit vectors, half the instructions, ran no faster (1.05-1.08 ms: this AMD core splits
+  them in two), and codes made floats by their bits, (2^23 + q) - (2^23 + z) exactly,
+  saved one instruction in eight (0.995-1.02 ms), too little for the bit casts it needs.
 - Otherwise (`_w4a16_tiles`: M > 1, or groups that split a word): K is cut into blocks of
   BLOCK packed bytes, and x into the matching even and odd feature blocks (x_even[m, j] =
   x[m, 2j], x_odd[m, j] = x[m, 2j + 1], zero past K). For each block and each pair of
