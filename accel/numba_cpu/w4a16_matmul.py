@@ -35,8 +35,8 @@ every weight is the exact integer q - z until a scale multiplies it. Two loops:
   3.5 GHz from a loop of dependent adds), near what four vector pipes issue with the
   multiplies on two of them; a plain read of the 8 MB of words took 0.12 ms. The same loop on
   512-bit vectors, half the instructions, ran no faster (1.05-1.08 ms: this AMD core splits
-  them in two), and codes made floats by their bits, (2^23 + q) - (2^23 + z) exactly,
-  saved one instruction in eight (0.995-1.02 ms), too little for the bit casts it needs.
+  them in two), and codes made floats by their bits, (2^23 + q) - (2^23 + z) exactly, ran
+  7% faster (0.995-1.02 ms), too little to pay for the bit-cast intrinsic it needs.
 - Otherwise (`_w4a16_tiles`: M > 1, or groups that split a word): K is cut into blocks of
   BLOCK packed bytes, and x into the matching even and odd feature blocks (x_even[m, j] =
   x[m, 2j], x_odd[m, j] = x[m, 2j + 1], zero past K). For each block and each pair of
