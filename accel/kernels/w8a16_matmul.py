@@ -1,5 +1,6 @@
-"""The W8A16 dot product of one output (reference: llmref.ref.w8a16_matmul), shared by
-numba-cpu and numba-cuda (see llmref.accel.kernels).
+"""The W8A16 dot product of one output (reference: llmref.ref.w8a16_matmul), a numba-cuda
+thread's (see llmref.accel.kernels); numba-cpu runs vectorised float32 sums of its own
+(llmref.accel.numba_cpu.w8a16_matmul).
 """
 
 
