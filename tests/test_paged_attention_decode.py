@@ -119,6 +119,22 @@ def test_numba_cpu_decode_float32_close_to_float64_reference():
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
 
 
+def test_numba_cpu_scores_that_overflow_float32_give_a_non_finite_output_not_an_error():
+    """Finite pool values whose float32 scores overflow (|q . k| > 3.4e38) are no bad input:
+    no InputError, and the overflowed sequence's output is not finite, as any float32
+    kernel's (never a finite value made of exponentials of inf - inf). The other sequence is
+    untouched."""
+    rng = np.random.default_rng(2)
+    case = ref.decode_case(rng, B=2, Hq=8, Hkv=2, D=16, block_size=4, num_blocks=12, max_len=11)
+    single = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in case.items()}
+    huge = dict(single, q=single["q"].copy(), k_cache=single["k_cache"] * np.float32(1e20))
+    huge["q"][0] *= np.float32(1e20)  # sequence 0's scores overflow; sequence 1's are ~1e20, finite
+    got = cpu_decode.paged_attention_decode(**huge)
+    assert not np.isfinite(got[0]).any()
+    np.testing.assert_allclose(got[1], ref.paged_attention_decode(**dict(case, k_cache=case["k_cache"] * 1e20))[1],
+                               rtol=1e-5, atol=1e-5 * np.abs(case["v_cache"]).max())
+
+
 def _decode_inputs(B=2, Hq=4, Hkv=2, D=8, bs=4, nb=6, lens=(5, 3), table_cols=2):
     rng = np.random.default_rng(0)
     return {"q": rng.normal(size=(B, Hq, D)), "k_cache": rng.normal(size=(nb, bs, Hkv, D)),

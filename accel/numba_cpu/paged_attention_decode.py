@@ -25,8 +25,8 @@ pool), medians of 12 interleaved calls: 19.1 ms, against 25.4 ms for a key row a
 accumulator row at a time, libm exponentials and no hints (the hints alone gave 11%); a plain
 read of the same blocks in the same order took 11.7 ms.
 
-Checked by the reference's paged_attention_decode_args. Arithmetic is float32 for float16/bfloat16 inputs, and the result
-is rounded once to the input dtype. A bfloat16 pool is read in place: its uint16 bit patterns
+Checked by the reference's paged_attention_decode_args. Arithmetic is float32 for
+float16/bfloat16 inputs, and the result is rounded once to the input dtype. A bfloat16 pool is read in place: its uint16 bit patterns
 are the upper halves of the float32s of the same values, so the kernel widens each element as
 it loads it (12.7 ms on the bench shape, against 63.7 ms when the blocks the batch reads were
 first copied out widened). A float16 pool is widened first, only the blocks the batch reads
@@ -209,8 +209,7 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusu
                     prefetch_row(k_cache[ahead, t, g])
                     prefetch_row(v_cache[ahead, t, g])
                     _scores(q, b, k_cache[block, t, g], g * group, group, scale, s, t)
-            finite = _finite(s, 0, hq, 0, tokens)
-            if not finite:  # NaN or inf: a NaN or inf in a key row, or scores that overflowed
+            if not _finite(s, 0, hq, 0, tokens):  # a NaN or inf in a key row, or scores that overflowed
                 unusual[b] = True
             for h in range(hq):
                 block_max = m[h]
@@ -221,11 +220,7 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusu
                 _scale(correction, acc[h])
                 for t in range(tokens):
                     s[h, t] -= block_max
-                if finite:
-                    exp_block(s[h], p[h], half, rest, tokens)
-                else:  # math.exp keeps NaN and inf honest where exp_block has no meaning
-                    for t in range(tokens):
-                        p[h, t] = math.exp(s[h, t])
+                exp_block(s[h], p[h], half, rest, tokens)  # a NaN stays NaN: see the test of overflow
                 for t in range(tokens):
                     l[h] += p[h, t]
                 m[h] = block_max
