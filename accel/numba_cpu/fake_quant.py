@@ -40,4 +40,4 @@ def fake_quant(x, grad_y, scale=0.1, zero_point=0, quant_min=-128, quant_max=127
     xs, gs = widen(x).reshape(-1), widen(grad_y).reshape(-1)
     y, grad_x = np.empty_like(xs), np.empty_like(gs)
     _fake_quant(xs.size, xs, gs, xs.dtype.type(scale), zero_point, quant_min, quant_max, y, grad_x)
-    return y.reshape(x.shape).astype(x.dtype), grad_x.reshape(x.shape).astype(x.dtype)
+    return y.reshape(x.shape).astype(x.dtype, copy=False), grad_x.reshape(x.shape).astype(x.dtype, copy=False)

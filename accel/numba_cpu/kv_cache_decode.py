@@ -70,4 +70,4 @@ def kv_cache_decode(q, k, v, prefill_len=4, rope_base=10000.0):
         else:
             _attend_step(work, q_rot, cache_k, cache_v, keep, start, stop, acc.type(scale), acc.type(0),
                          acc.type(-np.inf), scores, out, lse)
-    return out.astype(q.dtype)
+    return out.astype(q.dtype, copy=False)

@@ -20,4 +20,5 @@ def merge_attention_states(out_a, lse_a, out_b, lse_b):
     la, lb = widen(lse_a).reshape(-1), widen(lse_b).reshape(-1)  # (rows,)
     out, lse = np.empty_like(oa), np.empty_like(la)
     _merge_rows(oa, la, ob, lb, 0, 1, out, lse)
-    return out.reshape(out_a.shape).astype(out_a.dtype), lse.reshape(lse_a.shape).astype(out_a.dtype)
+    return (out.reshape(out_a.shape).astype(out_a.dtype, copy=False),
+            lse.reshape(lse_a.shape).astype(out_a.dtype, copy=False))

@@ -33,4 +33,4 @@ def nf4_quantize(x, block_size=64):
     absmax = np.empty(x.size // block_size, xs.dtype)
     x_hat = np.empty_like(xs)
     _nf4_blocks(xs.size, xs, block_size, NF4_CODEBOOK.astype(xs.dtype), packed, absmax, x_hat)
-    return packed, absmax.astype(x.dtype), x_hat.astype(x.dtype)
+    return packed, absmax.astype(x.dtype, copy=False), x_hat.astype(x.dtype, copy=False)

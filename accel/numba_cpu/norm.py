@@ -85,7 +85,7 @@ def _per_row(rows_fn, x, *operands):
     rows = widen(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])  # (rows, n)
     out = np.empty_like(rows)
     rows_fn(rows.size, rows, *operands, out)
-    return out.reshape(x.shape).astype(x.dtype)
+    return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
 def layernorm(x, weight, bias, eps=1e-5):
@@ -117,4 +117,4 @@ def batchnorm(x, weight, bias, running_mean, running_var, training=True, momentu
         mean, var = new_mean, new_var = running_mean, running_var
     out = np.empty_like(cube)
     _normalise_channels(cube.size, cube, mean, var, weight, bias, cube.dtype.type(eps), out)
-    return out.reshape(x.shape).astype(x.dtype), new_mean.astype(x.dtype), new_var.astype(x.dtype)
+    return out.reshape(x.shape).astype(x.dtype, copy=False), new_mean.astype(x.dtype), new_var.astype(x.dtype)

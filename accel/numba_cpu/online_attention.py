@@ -25,4 +25,4 @@ def online_attention(q, k, v, key_padding_mask, causal=False, window=0, scale=0.
     out, lse = blocked_attention(widen(q), widen(k), widen(v),
                                  np.ascontiguousarray(key_padding_mask), bool(causal),
                                  int(window), scale, block=block_size)
-    return out.astype(q.dtype), lse.astype(q.dtype)
+    return out.astype(q.dtype, copy=False), lse.astype(q.dtype, copy=False)

@@ -266,7 +266,7 @@ def paged_attention_decode(q, k_cache, v_cache, block_tables, seq_lens, scale=0.
     if unusual.any():  # NaN or inf in a row read is an InputError; else an honest overflow
         check_read_rows("k_cache", k_cache, tables, seq_lens)
         check_read_rows("v_cache", v_cache, tables, seq_lens)
-    return out.astype(q.dtype)
+    return out.astype(q.dtype, copy=False)
 
 
 def referenced_blocks(block_tables, seq_lens, block_size):

@@ -19,4 +19,4 @@ def rope(x, positions, *, interleaved=False, partial_rotary_factor=1.0, **scalin
     out = np.empty(x.shape, dtype=acc)
     rotate_rows(widen(x), np.ascontiguousarray(cos[:, 0], dtype=acc),
                 np.ascontiguousarray(sin[:, 0], dtype=acc), bool(interleaved), 0, 1, out)
-    return out.astype(x.dtype)
+    return out.astype(x.dtype, copy=False)

@@ -29,10 +29,10 @@ def sdpa(q, k, v, key_padding_mask, causal=False, window=0, scale=0.0):
     if math.prod(q.shape[:3]) * k.shape[2] > SMALL:
         out, _ = blocked_attention(widen(q), widen(k), widen(v), keep, bool(causal), int(window),
                                    scale)
-        return out.astype(q.dtype)
+        return out.astype(q.dtype, copy=False)
     acc = compute_dtype(q.dtype)
     out = np.empty(q.shape[:3] + (v.shape[3],), dtype=acc)  # (B, Hq, Lq, Dv)
     lse = np.empty(q.shape[:3], dtype=acc)  # (B, Hq, Lq), not returned
     online_rows(widen(q), widen(k), widen(v), keep, bool(causal), int(window), acc.type(scale),
                 acc.type(0), acc.type(-np.inf), 0, 1, np.empty((1, 1), dtype=acc), out, lse)
-    return out.astype(q.dtype)
+    return out.astype(q.dtype, copy=False)

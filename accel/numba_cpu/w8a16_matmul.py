@@ -57,4 +57,4 @@ def w8a16_matmul(x, w_q, scales, group_size=0):
     sw = np.ascontiguousarray(scales, dtype=xw.dtype)  # (N, K/G)
     y = np.empty((x.shape[0], w_q.shape[0]), xw.dtype)
     _w8a16(y.size * x.shape[1], np.ascontiguousarray(xw), np.ascontiguousarray(w_q), sw, g, y)
-    return y.astype(x.dtype)
+    return y.astype(x.dtype, copy=False)
