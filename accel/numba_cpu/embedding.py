@@ -24,4 +24,4 @@ def embedding(ids, weight, normalizer="none"):
         check_read_rows(rows)  # raises, naming weight
     if normalizer == "none":
         return rows
-    return (widen(rows) * compute_dtype(weight.dtype).type(scale)).astype(weight.dtype)
+    return (widen(rows) * compute_dtype(weight.dtype).type(scale)).astype(weight.dtype, copy=False)

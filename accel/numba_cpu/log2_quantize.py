@@ -34,4 +34,4 @@ def log2_quantize(x, bits=4, granularity="tensor", axis=0):
     scale = np.empty(slices.shape[0], slices.dtype)
     _log2_slices(slices.size, slices, log2_levels(bits), codes, scale, x_hat)
     return (restore_codes(codes), restore_scale(scale).astype(x.dtype),
-            restore_codes(x_hat).astype(x.dtype))
+            restore_codes(x_hat).astype(x.dtype, copy=False))

@@ -52,4 +52,4 @@ def mla(x, positions, wq_a, q_norm, wq_b, wkv_a, kv_norm, wkv_b, wo, **params):
     out, _ = blocked_attention(q, k, v, np.ones((batch, length), dtype=bool), True, 0,
                                softmax_scale(p))  # (B, H, L, dv)
     out = out.transpose(0, 2, 1, 3).reshape(batch, length, wide["wo"].shape[0])
-    return (out @ wide["wo"]).astype(w["x"].dtype)  # (B, L, H*dv) @ wo: (B, L, Dm)
+    return (out @ wide["wo"]).astype(w["x"].dtype, copy=False)  # (B, L, H*dv) @ wo: (B, L, Dm)

@@ -187,4 +187,5 @@ def moe_layer(hidden, gate_weight, bias, w_gate, w_up, w_down, shared_gate, shar
     if not (np.isfinite(y).all() and all(np.isfinite(w[e]).all() for w in (w_gate, w_up, w_down)
                                          for e in unread)):
         moe_layer_args(*args)  # the reference's error for a NaN or inf weight, else an overflow
-    return {"y": y.astype(dtype), "expert_ids": idx, "weights": weights.astype(dtype), "kept": kept}
+    return {"y": y.astype(dtype, copy=False), "expert_ids": idx, "weights": weights.astype(dtype),
+            "kept": kept}

@@ -41,4 +41,4 @@ def quantize_linear(x, bits=8, scheme="symmetric", signed=True, granularity="ten
     _quantize_slices(slices.size, slices, SCHEMES.index(scheme), bool(signed), bits, qmin, qmax,
                      q, scale, zero, delta, x_hat)
     return (restore_codes(q), restore_scale(scale).astype(x.dtype), restore_scale(zero),
-            restore_codes(x_hat).astype(x.dtype))
+            restore_codes(x_hat).astype(x.dtype, copy=False))

@@ -159,5 +159,5 @@ def sample_tokens(logits, prompt_ids, output_ids, temperature, top_k, top_p, min
                  row["frequency_penalty"], row["uniforms"], widen(g.astype(x.dtype)),
                  np.array([STEP_CODES[s] for s in ORDERS[order]], dtype=np.int64),
                  np.empty(z.shape, np.int64), np.empty_like(z), probs, ids)
-    return {"probs": probs.astype(x.dtype), "sampled_ids": ids[:, 0].copy(),
+    return {"probs": probs.astype(x.dtype, copy=False), "sampled_ids": ids[:, 0].copy(),
             "gumbel_ids": ids[:, 1].copy(), "greedy_ids": ids[:, 2].copy()}

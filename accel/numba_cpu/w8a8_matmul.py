@@ -27,4 +27,4 @@ def w8a8_matmul(x_q, w_q, x_scale, w_scale):
     y = np.empty(acc.shape, compute_dtype(x_scale.dtype))
     _w8a8(np.ascontiguousarray(x_q, np.int8), np.ascontiguousarray(w_q, np.int8),
           widen(x_scale), widen(w_scale), acc, y)
-    return acc, y.astype(x_scale.dtype)
+    return acc, y.astype(x_scale.dtype, copy=False)
