@@ -39,7 +39,8 @@ def rows_along(x: np.ndarray, axis: int):
 
 
 def widen(x: np.ndarray) -> np.ndarray:
-    """Contiguous copy in the compute dtype of x."""
+    """x contiguous in its compute dtype: x itself where it already is (callers must not write
+    into it), else a copy."""
     return np.ascontiguousarray(x, dtype=compute_dtype(x.dtype))
 
 
