@@ -168,10 +168,10 @@ def _scores_2(q, b, k0, k1, group_start, group, scale, s, t):
 
 
 @numba.njit(fastmath=FAST, inline="always")
-def _finite(s, h0, h1, t0, t1):
-    """Whether s[h, t] is finite for every h0 <= h < h1, t0 <= t < t1."""
-    for h in range(h0, h1):
-        for t in range(t0, t1):
+def _finite(s, tokens):
+    """Whether s[h, t] is finite for every head h and t < tokens."""
+    for h in range(s.shape[0]):
+        for t in range(tokens):
             if not abs(s[h, t]) < np.inf:
                 return False
     return True
@@ -209,7 +209,7 @@ def _paged_decode(q, k_cache, v_cache, block_tables, seq_lens, scale, out, unusu
                     prefetch_row(k_cache[ahead, t, g])
                     prefetch_row(v_cache[ahead, t, g])
                     _scores(q, b, k_cache[block, t, g], g * group, group, scale, s, t)
-            if not _finite(s, 0, hq, 0, tokens):  # a NaN or inf in a key row, or scores that overflowed
+            if not _finite(s, tokens):  # a NaN or inf in a key row, or scores that overflowed
                 unusual[b] = True
             for h in range(hq):
                 block_max = m[h]
